@@ -1,0 +1,166 @@
+"""Built-in dataset adapters: explicit files, a CSV of pairs, and the synthetic breathing phantom."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medfeat.components import RegistrationCase
+from medfeat.errors import InputFileError
+
+
+class LandmarkFile(BaseModel):
+    """A landmark file and how to read it."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Path
+    format: Literal["auto", "world-csv", "voxel", "elastix", "fcsv", "mrk-json"] = "auto"
+    axis_order: Literal["xyz", "zyx"] | None = Field(None, description="For voxel-index files: xyz (ITK i,j,k) or zyx (numpy k,j,i).")
+    space: Literal["lps", "ras"] | None = Field(None, description="For world-coordinate CSV files.")
+
+
+class FilesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fixed: Path
+    moving: Path
+    fixed_landmarks: LandmarkFile | None = None
+    moving_landmarks: LandmarkFile | None = None
+    fixed_labels: Path | None = None
+    moving_labels: Path | None = None
+    fixed_mask: Path | None = None
+    case_id: str = "case"
+
+
+def _read_points(spec: LandmarkFile | None, image):
+    if spec is None:
+        return None
+    from medfeat.io.landmarks import read_landmarks
+
+    return read_landmarks(spec.path, image=image, axis_order=spec.axis_order, space=spec.space, format=spec.format)
+
+
+def load_pair(config: FilesConfig) -> RegistrationCase:
+    """Read a pair and its annotations, always through each file's geometry."""
+    from medfeat.io.images import read_image
+
+    fixed = read_image(config.fixed)
+    moving = read_image(config.moving)
+    case = RegistrationCase(
+        id=config.case_id,
+        fixed=fixed,
+        moving=moving,
+        fixed_points=_read_points(config.fixed_landmarks, fixed),
+        moving_points=_read_points(config.moving_landmarks, moving),
+        fixed_labels=read_image(config.fixed_labels) if config.fixed_labels else None,
+        moving_labels=read_image(config.moving_labels) if config.moving_labels else None,
+        fixed_mask=read_image(config.fixed_mask) if config.fixed_mask else None,
+    )
+    case.inputs = [p for p in (config.fixed, config.moving, config.fixed_labels, config.moving_labels, config.fixed_mask) if p]
+    case.inputs += [s.path for s in (config.fixed_landmarks, config.moving_landmarks) if s]
+    return case
+
+
+class FilesDataset:
+    def __init__(self, config: FilesConfig) -> None:
+        self.config = config
+
+    def registration_cases(self) -> Iterator[RegistrationCase]:
+        yield load_pair(self.config)
+
+
+def make_files(config: FilesConfig, context) -> FilesDataset:
+    return FilesDataset(config)
+
+
+class CsvPairsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    csv: Path = Field(description="CSV with columns fixed, moving and optionally case_id, fixed_landmarks, moving_landmarks, fixed_labels, moving_labels, fixed_mask. Relative paths are relative to the CSV.")
+    landmark_axis_order: Literal["xyz", "zyx"] | None = Field(None, description="Axis order of voxel-index landmark files.")
+    landmark_format: Literal["auto", "world-csv", "voxel", "elastix", "fcsv", "mrk-json"] = "auto"
+
+
+class CsvPairsDataset:
+    def __init__(self, config: CsvPairsConfig) -> None:
+        self.config = config
+
+    def rows(self) -> list[dict[str, str]]:
+        path = self.config.csv
+        if not path.is_file():
+            raise InputFileError(f"Pairs CSV {path} does not exist.", remedy="Check `data.csv` in the pipeline.")
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        missing = {"fixed", "moving"} - set(rows[0] if rows else {})
+        if not rows or missing:
+            raise InputFileError(
+                f"Pairs CSV {path} needs a header with at least the columns fixed and moving"
+                + (f"; missing: {', '.join(sorted(missing))}." if rows else " and one row per pair."),
+            )
+        return rows
+
+    def registration_cases(self) -> Iterator[RegistrationCase]:
+        base = self.config.csv.parent
+        for i, row in enumerate(self.rows()):
+
+            def path(key: str) -> Path | None:
+                value = (row.get(key) or "").strip()
+                return (base / value) if value else None
+
+            def landmarks(key: str) -> LandmarkFile | None:
+                p = path(key)
+                return LandmarkFile(path=p, format=self.config.landmark_format, axis_order=self.config.landmark_axis_order) if p else None
+
+            yield load_pair(
+                FilesConfig(
+                    fixed=path("fixed"),
+                    moving=path("moving"),
+                    fixed_landmarks=landmarks("fixed_landmarks"),
+                    moving_landmarks=landmarks("moving_landmarks"),
+                    fixed_labels=path("fixed_labels"),
+                    moving_labels=path("moving_labels"),
+                    fixed_mask=path("fixed_mask"),
+                    case_id=(row.get("case_id") or f"pair_{i:03d}").strip(),
+                )
+            )
+
+
+def make_csv_pairs(config: CsvPairsConfig, context) -> CsvPairsDataset:
+    return CsvPairsDataset(config)
+
+
+class PhantomConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shape: tuple[int, int, int] = Field((64, 64, 64), description="Array shape (k, j, i).")
+    spacing_mm: float = Field(3.0, gt=0)
+    amplitude_mm: float = Field(12.0, ge=0, description="Peak craniocaudal breathing displacement.")
+    num_vessels: int = Field(60, ge=1)
+    noise: float = Field(0.01, ge=0)
+    seed: int = 0
+
+
+class PhantomDataset:
+    def __init__(self, config: PhantomConfig) -> None:
+        self.config = config
+
+    def registration_cases(self) -> Iterator[RegistrationCase]:
+        from medfeat.phantoms import breathing_phantom
+
+        c = self.config
+        pair = breathing_phantom(c.shape, c.spacing_mm, c.amplitude_mm, c.num_vessels, c.noise, c.seed)
+        yield RegistrationCase(
+            id=f"breathing-phantom-seed{c.seed}",
+            fixed=pair.fixed,
+            moving=pair.moving,
+            fixed_points=pair.fixed_points,
+            moving_points=pair.moving_points,
+            fixed_labels=pair.fixed_labels,
+            moving_labels=pair.moving_labels,
+            meta={"generator": "medfeat.phantoms.breathing_phantom", **c.model_dump()},
+        )
+
+
+def make_breathing_phantom(config: PhantomConfig, context) -> PhantomDataset:
+    return PhantomDataset(config)

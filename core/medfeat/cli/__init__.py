@@ -1,0 +1,1 @@
+"""The ``medfeat`` command line."""

@@ -1,0 +1,211 @@
+"""``medfeat`` CLI: run/validate pipelines, list plugins and components.
+
+User errors (:class:`~medfeat.errors.MedfeatError`) print as one paragraph and exit with status 2;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from medfeat import __version__
+from medfeat.errors import MedfeatError, ResourceError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", type=Path, help="pipeline YAML file")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override config values")
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medfeat", description="Registration, correspondence and segmentation with learned and classical features.")
+    parser.add_argument("--version", action="version", version=f"medfeat {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a pipeline")
+    _add_pipeline_args(p)
+    p.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
+    p.add_argument("--seed", type=int, help="random seed (overrides seed)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a pipeline without running it")
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plugins", help="installed plugins, their components and load failures")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("components", help="registered components with summaries and config options")
+    p.add_argument("kind", nargs="?", help="only this kind (e.g. backbone, optimiser)")
+    p.set_defaults(func=cmd_components)
+
+    from medfeat.plugins import get_registry
+
+    pm = get_registry().plugin_manager
+    if pm is not None:
+        pm.hook.medfeat_register_commands(cli=sub)
+    return parser
+
+
+def _resolve(args: argparse.Namespace, extra: list[str] | None = None):
+    from medfeat.config.resolve import resolve_pipeline
+    from medfeat.config.source import load_yaml
+    from medfeat.plugins import get_registry
+
+    registry = get_registry()
+    resolved = resolve_pipeline(load_yaml(args.pipeline), registry, [*args.overrides, *(extra or [])])
+    if args.print_config:
+        import yaml
+
+        _console().print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), end="")
+    return resolved, registry
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    resolved, _ = _resolve(args)
+    if not args.print_config:
+        _console().print(f"{args.pipeline}: valid {resolved.pipeline.kind} pipeline.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from medfeat.context import RunContext, resolve_device, seed_everything
+    from medfeat.pipelines import run_pipeline
+    from medfeat.progress import Progress
+
+    extra = []
+    if args.device:
+        extra.append(f"device={args.device}")
+    if args.seed is not None:
+        extra.append(f"seed={args.seed}")
+    resolved, registry = _resolve(args, extra)
+    pipeline = resolved.pipeline
+    device = resolve_device(pipeline.device)
+    seed_everything(pipeline.seed)
+    progress = Progress(verbosity=args.verbose - args.quiet)
+    context = RunContext(device=device, seed=pipeline.seed, progress=progress)
+    out_dir = args.out or pipeline.output.dir
+    run_pipeline(resolved, registry, context, out_dir)
+    progress.log(f"Outputs, metrics.json and provenance.json are in {out_dir}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from medfeat.plugins import get_registry
+    from medfeat.registry import KINDS
+
+    registry = get_registry()
+    table = Table(title="medfeat plugins")
+    table.add_column("plugin")
+    table.add_column("version")
+    table.add_column("components")
+    for plugin, version in sorted(registry.plugins.items()):
+        parts = []
+        for kind, (_, human) in KINDS.items():
+            names = [c.name for c in registry.components[kind].values() if c.plugin == plugin]
+            if names:
+                parts.append(f"{human}s: {', '.join(sorted(names))}")
+        table.add_row(plugin, version, "\n".join(parts) or "-")
+    console = _console()
+    console.print(table)
+    if registry.problems:
+        console.print("[bold red]Load problems:[/bold red]")
+        for p in registry.problems:
+            console.print(f"  {p.plugin}: {p.message}")
+    else:
+        console.print("No load failures.")
+    return 0
+
+
+def _schema_lines(model) -> list[str]:
+    lines = []
+    for name, f in model.model_fields.items():
+        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        default = "required" if f.is_required() else f"= {f.get_default(call_default_factory=True)!r}"
+        desc = f" — {f.description}" if f.description else ""
+        lines.append(f"    {name}: {ann} {default}{desc}")
+    return lines
+
+
+def cmd_components(args: argparse.Namespace) -> int:
+    from medfeat.errors import ConfigError
+    from medfeat.plugins import get_registry
+    from medfeat.registry import KINDS
+
+    registry = get_registry()
+    kinds = list(KINDS)
+    if args.kind:
+        kind = args.kind.replace("-", "_").rstrip("s") if args.kind not in KINDS else args.kind
+        if kind not in KINDS:
+            raise ConfigError(f"unknown component kind {args.kind!r}.", remedy=f"Kinds are: {', '.join(KINDS)}.")
+        kinds = [kind]
+    console = _console()
+    for kind in kinds:
+        console.print(f"[bold]{KINDS[kind][1]}s[/bold]")
+        comps = registry.components[kind]
+        if not comps:
+            console.print("  (none installed)")
+        for name, comp in sorted(comps.items()):
+            console.print(f"  [cyan]{name}[/cyan] ({comp.plugin}): {comp.summary}")
+            for line in _schema_lines(comp.config):
+                console.print(line, markup=False)
+    return 0
+
+
+def _print_error(exc: BaseException) -> None:
+    console = _console(stderr=True)
+    title = getattr(exc, "title", "Error")
+    console.print(f"[bold red]{title}:[/bold red] {exc}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except MedfeatError as exc:
+        if debug:
+            raise
+        _print_error(exc)
+        return exc.exit_code
+    except MemoryError:
+        if debug:
+            raise
+        _print_error(ResourceError("The job ran out of memory.", remedy="Use a coarser resolution, fewer feature channels or a smaller chunk size, or run on a machine with more memory."))
+        return 2
+    except KeyboardInterrupt:
+        _print_error(MedfeatError("Interrupted; finished outputs were kept, nothing half-written was left."))
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        if "out of memory" in str(exc).lower():
+            _print_error(ResourceError(f"The job ran out of memory ({str(exc).splitlines()[0]}).", remedy="Use --device cpu, a coarser resolution or smaller chunks."))
+            return 2
+        _print_error(RuntimeError(f"medfeat hit an internal error: {type(exc).__name__}: {exc}. This is a bug; rerun with --debug for the traceback and report it."))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pipeline configuration: YAML with source lines, schemas per pipeline kind, overrides."""

@@ -1,0 +1,169 @@
+"""Turn YAML into a validated pipeline: schema check, requirements, component options, overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from medfeat.config.schema import COMPONENT_FIELDS, PIPELINE_KINDS, ComponentRef, PipelineBase
+from medfeat.config.source import KeyPath, YamlSource, format_key_path
+from medfeat.errors import ConfigError, PluginError
+from medfeat.registry import Registry
+
+
+@dataclass
+class ResolvedComponent:
+    """A component section after validation: the registry entry plus its typed config."""
+
+    kind: str
+    name: str
+    config: BaseModel
+    plugin: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.model_dump(mode="json")}
+
+
+@dataclass
+class ResolvedPipeline:
+    """The validated pipeline model and its resolved component sections (by field, lists for lists)."""
+
+    pipeline: PipelineBase
+    components: dict[str, ResolvedComponent | list[ResolvedComponent] | None]
+    source: YamlSource
+    overrides: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved configuration, every default filled in (what `--print-config` shows)."""
+        out = self.pipeline.model_dump(mode="json", exclude=set(self.components))
+        for key, comp in self.components.items():
+            if isinstance(comp, list):
+                out[key] = [c.to_dict() for c in comp]
+            else:
+                out[key] = comp.to_dict() if comp is not None else None
+        return out
+
+
+def apply_overrides(source: YamlSource, overrides: list[str]) -> None:
+    """Apply ``key.path=value`` overrides in place; values are parsed as YAML scalars/lists."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value.", source="command line")
+        key, raw = item.split("=", 1)
+        parts: list[str | int] = []
+        for token in key.strip().split("."):
+            if not token:
+                raise ConfigError(f"override key {key!r} has an empty part.", source="command line")
+            parts.append(int(token) if token.isdigit() else token)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = source.data
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                raise ConfigError(f"override {item!r}: {format_key_path(tuple(parts[: i + 1]))} is not a mapping.", source="command line")
+        if isinstance(node, list) and isinstance(parts[-1], int) and parts[-1] < len(node):
+            node[parts[-1]] = value
+        elif isinstance(node, dict):
+            node[parts[-1]] = value
+        else:
+            raise ConfigError(f"override {item!r} does not fit the pipeline's structure.", source="command line")
+        source.lines[tuple(parts)] = 0  # 0 = from the command line
+
+
+def _pydantic_error(exc: ValidationError, source: YamlSource, prefix: KeyPath, what: str) -> ConfigError:
+    err = exc.errors()[0]
+    path = (*prefix, *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown option {str(path[-1])!r} for {what}"
+    elif err["type"] == "missing":
+        msg = f"{what} needs {str(path[-1])!r}, which is missing"
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        msg += f" (got {err['input']!r})"
+    more = f" ({len(exc.errors()) - 1} more problem(s) in this section)" if len(exc.errors()) > 1 else ""
+    line = source.line_of(path)
+    where_line = None if line == 0 else line
+    src = "command line override" if line == 0 else source.name
+    return ConfigError(msg + "." + more, source=src, line=where_line, key_path=format_key_path(path))
+
+
+def check_requirements(requires: list[str], source: YamlSource) -> None:
+    """Fail early when a required plugin is missing or too old."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for i, spec in enumerate(requires):
+        try:
+            req = Requirement(spec)
+        except InvalidRequirement:
+            raise source.error(f"{spec!r} is not a valid requirement (expected e.g. 'medfeat-dinov3>=0.1').", ("requires", i)) from None
+        try:
+            installed = version(req.name)
+        except PackageNotFoundError:
+            raise PluginError(
+                f"{source.name} requires the plugin {req.name!r}, which is not installed.",
+                remedy=f"Install it (e.g. `pip install -e plugins/{req.name.removeprefix('medfeat-')}` from a medfeat checkout) and run again.",
+            ) from None
+        if req.specifier and not req.specifier.contains(installed, prereleases=True):
+            raise PluginError(
+                f"{source.name} requires {spec}, but version {installed} is installed.",
+                remedy=f"Upgrade it: pip install '{spec}'.",
+            )
+
+
+def resolve_pipeline(source: YamlSource, registry: Registry, overrides: list[str] | None = None) -> ResolvedPipeline:
+    """Validate a parsed pipeline against its schema and every component's config model."""
+    overrides = list(overrides or [])
+    apply_overrides(source, overrides)
+    data = source.data
+    if not isinstance(data, dict):
+        raise source.error("a pipeline must be a YAML mapping with at least `kind:`.", ())
+    kind = data.get("kind")
+    if kind not in PIPELINE_KINDS:
+        import difflib
+
+        close = difflib.get_close_matches(str(kind), PIPELINE_KINDS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise source.error(
+            f"unknown pipeline kind {kind!r}.{hint} Expected one of: {', '.join(PIPELINE_KINDS)}." if kind else
+            f"the pipeline has no `kind:`; expected one of: {', '.join(PIPELINE_KINDS)}.",
+            ("kind",) if kind else (),
+        )
+    schema = PIPELINE_KINDS[kind]
+    check_requirements(data.get("requires", []) if isinstance(data.get("requires", []), list) else [data["requires"]], source)
+    try:
+        pipeline = schema.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, source, (), f"a {kind} pipeline") from None
+
+    components: dict[str, Any] = {}
+    for key, comp_kind in COMPONENT_FIELDS.items():
+        if key not in type(pipeline).model_fields:
+            continue
+        value = getattr(pipeline, key)
+        if isinstance(value, list):
+            components[key] = [_resolve_component(v, comp_kind, (key, i), source, registry) for i, v in enumerate(value)]
+        elif value is None:
+            components[key] = None
+        else:
+            components[key] = _resolve_component(value, comp_kind, (key,), source, registry)
+    return ResolvedPipeline(pipeline, components, source, overrides)
+
+
+def _resolve_component(ref: ComponentRef, kind: str, path: KeyPath, source: YamlSource, registry: Registry) -> ResolvedComponent:
+    line = source.line_of((*path, "name"))
+    component = registry.get(kind, ref.name, source=source.name, line=line or None, key_path=format_key_path((*path, "name")))
+    try:
+        config = component.config.model_validate(ref.options)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, source, path, f"{kind.replace('_', ' ')} {ref.name!r}") from None
+    return ResolvedComponent(kind, component.name, config, component.plugin)

@@ -1,0 +1,111 @@
+"""Pipeline schemas: one pydantic model per pipeline kind.
+
+Component sections are ``{name: <registered name>, ...options}``. The schema only checks the shape
+(``name`` present); :mod:`medfeat.config.resolve` then validates the options with the named
+component's own config model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ComponentRef(BaseModel):
+    """A component section: a registered ``name`` plus that component's options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OutputOptions(Strict):
+    """Where and how results are written."""
+
+    dir: Path = Field(Path("medfeat-out"), description="Output folder; `--out` overrides it.")
+    field_convention: Literal["itk", "learn2reg"] = Field("itk", description="Displacement field file convention.")
+    write_inverse: bool = Field(True, description="Also write the moving->fixed field when the optimiser provides it.")
+    write_warped: bool = Field(True, description="Write the warped moving image (and labels, when given).")
+    overwrite: bool = Field(False, description="Allow replacing results of an earlier run in `dir`.")
+
+
+class PipelineBase(Strict):
+    kind: str
+    description: str = ""
+    requires: list[str] = Field(default_factory=list, description="Plugin requirements, e.g. 'medfeat-dinov3>=0.1'.")
+    seed: int = 0
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N; `--device` overrides it.")
+    data: ComponentRef = Field(description="A dataset adapter producing the cases to process.")
+    output: OutputOptions = Field(default_factory=OutputOptions)
+
+    @field_validator("requires", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class RegistrationPipeline(PipelineBase):
+    """Fixed/moving -> displacement field, warped image/labels, transformed points, metrics."""
+
+    kind: Literal["registration"]
+    backbone: ComponentRef = Field(default_factory=lambda: ComponentRef(name="intensity"))
+    feature_transforms: list[ComponentRef] = Field(default_factory=list)
+    similarity: ComponentRef | None = None
+    regulariser: ComponentRef | None = None
+    optimiser: ComponentRef
+
+
+class CorrespondencePipeline(PipelineBase):
+    """Query points in A -> matched points in B, with scores and (when known) errors in mm."""
+
+    kind: Literal["correspondence"]
+    backbone: ComponentRef
+    feature_transforms: list[ComponentRef] = Field(default_factory=list)
+    matcher: ComponentRef
+
+
+class SegmentationPipeline(PipelineBase):
+    """Train a segmentation head (on images or frozen backbone features), or run inference with one."""
+
+    kind: Literal["segmentation"]
+    mode: Literal["train", "infer"] = "train"
+    backbone: ComponentRef | None = None
+    head: ComponentRef
+    checkpoint: Path | None = Field(None, description="Head weights for `infer`.")
+
+
+class PretrainingPipeline(PipelineBase):
+    """Learn backbone weights from unlabelled images."""
+
+    kind: Literal["pretraining"]
+    pretrainer: ComponentRef
+
+
+PIPELINE_KINDS: dict[str, type[PipelineBase]] = {
+    "registration": RegistrationPipeline,
+    "correspondence": CorrespondencePipeline,
+    "segmentation": SegmentationPipeline,
+    "pretraining": PretrainingPipeline,
+}
+
+#: Pipeline field -> component kind it names.
+COMPONENT_FIELDS: dict[str, str] = {
+    "data": "dataset",
+    "backbone": "backbone",
+    "feature_transforms": "feature_transform",
+    "similarity": "similarity",
+    "regulariser": "regulariser",
+    "optimiser": "optimiser",
+    "matcher": "optimiser",
+    "head": "segmentation_head",
+    "pretrainer": "pretrainer",
+}

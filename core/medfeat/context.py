@@ -1,0 +1,65 @@
+"""What every component factory receives besides its config: device, seed, progress, cache."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medfeat.progress import Progress
+
+
+def resolve_device(spec: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; validates ``cuda:N``."""
+    import torch
+
+    from medfeat.errors import ResourceError
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ResourceError(f"Device {spec!r} was requested but CUDA is not available here.", remedy="Use --device cpu (or auto).")
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ResourceError(f"Device {spec!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s).")
+    elif spec != "cpu":
+        from medfeat.errors import ConfigError
+
+        raise ConfigError(f"unknown device {spec!r}.", remedy="Use auto, cpu, cuda or cuda:N.")
+    return spec
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch RNGs."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunContext:
+    """Shared run state handed to factories. ``cache`` is per-run memoisation (e.g. features per volume)."""
+
+    device: str = "cpu"
+    seed: int = 0
+    progress: Progress = field(default_factory=Progress)
+    out_dir: Path | None = None
+    cache: dict[Any, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Time a step into ``timings`` (seconds, accumulated) and show it as a status line."""
+        import time
+
+        start = time.perf_counter()
+        with self.progress.status(step):
+            yield
+        self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - start

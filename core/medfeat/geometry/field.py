@@ -1,0 +1,70 @@
+"""Dense displacement fields with their grid, units and direction stated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medfeat.errors import GeometryError
+from medfeat.geometry.grid import Grid
+
+
+@dataclass
+class DisplacementField:
+    """A displacement ``u`` sampled on ``grid`` in world LPS mm, shape ``[ndim, *grid.shape]``.
+
+    Components are world axes (x, y, z) in LPS, as ITK stores them. The direction convention is
+    ``fixed_to_moving``: a point ``x`` of the grid (the fixed image) corresponds to ``x + u(x)`` in the
+    moving image, which is what backward warping ``moving(x + u(x))`` uses and what ITK calls a
+    displacement field transform from fixed to moving.
+    """
+
+    data: Any
+    grid: Grid
+    direction: str = "fixed_to_moving"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if tuple(self.data.shape) != (self.grid.ndim, *self.grid.shape):
+            raise GeometryError(
+                f"Displacement field of shape {tuple(self.data.shape)} does not match its grid "
+                f"(expected {(self.grid.ndim, *self.grid.shape)})."
+            )
+        if self.direction not in ("fixed_to_moving", "moving_to_fixed"):
+            raise GeometryError(f"Unknown field direction {self.direction!r}.")
+
+    def numpy(self) -> np.ndarray:
+        data = self.data
+        if hasattr(data, "detach"):
+            data = data.detach().cpu().numpy()
+        return np.asarray(data, dtype=np.float64)
+
+    @classmethod
+    def from_array_voxels(cls, disp_vox: Any, grid: Grid, direction: str = "fixed_to_moving") -> DisplacementField:
+        """Build from a displacement in numpy-order voxel units ``[ndim, *shape]`` (engine convention)."""
+        arr = disp_vox.detach().cpu().numpy() if hasattr(disp_vox, "detach") else np.asarray(disp_vox)
+        vec = np.moveaxis(arr.astype(np.float64), 0, -1)
+        world = grid.vector_array_to_world(vec)
+        return cls(np.moveaxis(world, -1, 0), grid, direction)
+
+    def to_array_voxels(self) -> np.ndarray:
+        """Displacement in numpy-order voxel units of its own grid, ``[ndim, *shape]``."""
+        vec = np.moveaxis(self.numpy(), 0, -1)
+        return np.moveaxis(self.grid.vector_world_to_array(vec), -1, 0)
+
+    def sample_world(self, points: np.ndarray) -> np.ndarray:
+        """Displacement (world mm) at world points, by linear interpolation, clamped at the border."""
+        from scipy.ndimage import map_coordinates
+
+        idx = self.grid.world_to_array_index(points)
+        data = self.numpy()
+        return np.stack(
+            [map_coordinates(data[c], idx.T, order=1, mode="nearest") for c in range(self.grid.ndim)],
+            axis=1,
+        )
+
+    def transform_points(self, points: np.ndarray) -> np.ndarray:
+        """Map world points of the field's grid through ``x -> x + u(x)``."""
+        return np.asarray(points, dtype=np.float64) + self.sample_world(points)

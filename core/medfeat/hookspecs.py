@@ -1,0 +1,87 @@
+"""The hooks medfeat plugins implement.
+
+A plugin is a module named by an entry point in the ``medfeat`` group. It implements any of the hooks
+below with the ``@medfeat.hookimpl`` marker. Each ``medfeat_register_*`` hook receives a ``register``
+callback bound to one component kind::
+
+    from medfeat import hookimpl
+
+    @hookimpl
+    def medfeat_register_backbones(register):
+        register("my-backbone", make_my_backbone, config=MyBackboneConfig, summary="What it computes.")
+
+``register(name, factory, *, config=None, summary="", aliases=())``:
+
+* ``name`` — the registered name users write in YAML (lower-case, ``-`` separated);
+* ``factory(config, context)`` — builds the component; ``config`` is an instance of ``config``
+  (a pydantic model) validated from the YAML section, ``context`` a :class:`medfeat.context.RunContext`
+  (device, seed, progress, cache);
+* ``config`` — the pydantic model of the YAML section (without ``name``); ``None`` for no options;
+* ``summary`` — one line for ``medfeat components``.
+
+Keep the plugin module light: import torch and model code inside the factory, so that discovering
+plugins (``medfeat plugins``) stays instant. The built-in components use this same mechanism
+(entry point ``builtins = "medfeat.builtins"``).
+
+What each kind's factory returns is described by the protocols in :mod:`medfeat.components`.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("medfeat")
+
+
+@hookspec
+def medfeat_register_backbones(register):
+    """Register feature extractors: image -> multi-level feature maps with geometry (:class:`~medfeat.components.Backbone`)."""
+
+
+@hookspec
+def medfeat_register_feature_transforms(register):
+    """Register transforms of feature maps: normalisation, level fusion, joint PCA (:class:`~medfeat.components.FeatureTransform`)."""
+
+
+@hookspec
+def medfeat_register_similarities(register):
+    """Register similarity measures (losses, lower is better) between images or feature maps (:class:`~medfeat.components.Similarity`)."""
+
+
+@hookspec
+def medfeat_register_regularisers(register):
+    """Register penalties on displacement fields, e.g. diffusion or bending energy (:class:`~medfeat.components.Regulariser`)."""
+
+
+@hookspec
+def medfeat_register_optimisers(register):
+    """Register optimisers: correspondence matchers (:class:`~medfeat.components.Matcher`) and deformable registration (:class:`~medfeat.components.DeformableOptimiser`)."""
+
+
+@hookspec
+def medfeat_register_segmentation_heads(register):
+    """Register segmentation models trained on images or on frozen features (:class:`~medfeat.components.SegmentationHead`)."""
+
+
+@hookspec
+def medfeat_register_pretrainers(register):
+    """Register pretraining schemes that learn backbone weights, e.g. diffusion pretraining (:class:`~medfeat.components.Pretrainer`)."""
+
+
+@hookspec
+def medfeat_register_coordinate_providers(register):
+    """Register body-part coordinate providers: image -> dense anatomical coordinates (:class:`~medfeat.components.CoordinateProvider`)."""
+
+
+@hookspec
+def medfeat_register_datasets(register):
+    """Register dataset adapters: a root folder -> cases (pairs, landmarks, labels) (:class:`~medfeat.components.Dataset`)."""
+
+
+@hookspec
+def medfeat_register_commands(cli):
+    """Add sub-commands to the ``medfeat`` CLI.
+
+    ``cli`` is an :class:`argparse._SubParsersAction`; add a parser and set ``func=callable(args)``
+    with ``parser.set_defaults(func=...)``. The callable returns an exit code.
+    """
