@@ -52,14 +52,18 @@ class Backbone(Protocol):
 class FeatureTransform(Protocol):
     """Transforms the feature maps of the images of one job together (joint PCA needs both)."""
 
-    def apply(self, features: Sequence[FeatureMap], masks: Sequence[Image | None] | None = None) -> list[FeatureMap]: ...
+    def apply(
+        self, features: Sequence[FeatureMap], masks: Sequence[Image | None] | None = None
+    ) -> list[FeatureMap]: ...
 
 
 @runtime_checkable
 class Similarity(Protocol):
     """A loss between two tensors ``[B, C, *spatial]``; lower is better."""
 
-    def __call__(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor: ...
+    def __call__(
+        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
 
 
 @runtime_checkable
@@ -81,7 +85,9 @@ class Matches:
 class Matcher(Protocol):
     """Correspondence search: query points of A -> best matching points in B."""
 
-    def match(self, features_a: FeatureMap, features_b: FeatureMap, queries: PointSet) -> Matches: ...
+    def match(
+        self, features_a: FeatureMap, features_b: FeatureMap, queries: PointSet
+    ) -> Matches: ...
 
 
 @dataclass
@@ -115,8 +121,12 @@ class SegmentationHead(Protocol):
     """A trainable segmentation model on images or frozen backbone features."""
 
     def fit(
-        self, train: Sequence[SegmentationSample], validation: Sequence[SegmentationSample], out_dir: Path,
-        context: RunContext, backbone: Backbone | None = None,
+        self,
+        train: Sequence[SegmentationSample],
+        validation: Sequence[SegmentationSample],
+        out_dir: Path,
+        context: RunContext,
+        backbone: Backbone | None = None,
     ) -> dict:
         """Train; write checkpoints under ``out_dir``; return metrics (e.g. validation Dice)."""
         ...

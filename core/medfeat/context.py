@@ -22,10 +22,15 @@ def resolve_device(spec: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ResourceError(f"Device {spec!r} was requested but CUDA is not available here.", remedy="Use --device cpu (or auto).")
+            raise ResourceError(
+                f"Device {spec!r} was requested but CUDA is not available here.",
+                remedy="Use --device cpu (or auto).",
+            )
         index = int(spec.split(":")[1]) if ":" in spec else 0
         if index >= torch.cuda.device_count():
-            raise ResourceError(f"Device {spec!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s).")
+            raise ResourceError(
+                f"Device {spec!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
+            )
     elif spec != "cpu":
         from medfeat.errors import ConfigError
 

@@ -27,7 +27,9 @@ class PhantomPair:
     displacement: np.ndarray  # [3, *shape], world mm, fixed -> moving
 
 
-def _breathing_displacement(points: np.ndarray, centre: np.ndarray, half: np.ndarray, amplitude_mm: float) -> np.ndarray:
+def _breathing_displacement(
+    points: np.ndarray, centre: np.ndarray, half: np.ndarray, amplitude_mm: float
+) -> np.ndarray:
     """Smooth breathing motion (world mm): craniocaudal shift largest at the lung base, mild AP/LR contraction."""
     rel = (points - centre) / half  # roughly in [-1, 1]
     envelope = np.exp(-np.sum(rel[:, :2] ** 2, axis=1) / 0.8)
@@ -39,7 +41,9 @@ def _breathing_displacement(points: np.ndarray, centre: np.ndarray, half: np.nda
     return u
 
 
-def _moving_intensity(points: np.ndarray, centre: np.ndarray, half: np.ndarray, vessels: np.ndarray, radius_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def _moving_intensity(
+    points: np.ndarray, centre: np.ndarray, half: np.ndarray, vessels: np.ndarray, radius_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Analytic exhale image and labels (0 background, 1 body, 2 lungs, 3 spine) at world points."""
     rel = (points - centre) / half
     body = np.sum((rel / [0.95, 0.8, 1.2]) ** 2, axis=1) <= 1.0
@@ -69,7 +73,9 @@ def breathing_phantom(
 ) -> PhantomPair:
     """A synthetic inhale/exhale pair with exact landmarks; ``shape`` is numpy (k, j, i) order."""
     rng = np.random.default_rng(seed)
-    grid = Grid.from_shape(shape, spacing_mm, origin=(-0.5 * spacing_mm * (s - 1) for s in reversed(shape)))
+    grid = Grid.from_shape(
+        shape, spacing_mm, origin=(-0.5 * spacing_mm * (s - 1) for s in reversed(shape))
+    )
     lo, hi = grid.world_extent()
     centre, half = (lo + hi) / 2, (hi - lo) / 2
     # vessels inside the lungs (rejection sampling in normalised coordinates)
@@ -82,7 +88,9 @@ def breathing_phantom(
     vessels_arr = np.array(vessels)
     radius_mm = 1.2 * spacing_mm
 
-    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1).reshape(
+        -1, 3
+    )
     world = grid.array_index_to_world(idx)
     disp = _breathing_displacement(world, centre, half, amplitude_mm)
     moving_vals, moving_labels = _moving_intensity(world, centre, half, vessels_arr, radius_mm)

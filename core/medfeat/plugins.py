@@ -58,7 +58,10 @@ def build_registry(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()
     pm.add_hookspecs(hookspecs)
     allowed = _allowed_plugins()
 
-    eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (_entry_point_distribution(ep)[0] != CORE_DISTRIBUTION, ep.name))
+    eps = sorted(
+        entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: (_entry_point_distribution(ep)[0] != CORE_DISTRIBUTION, ep.name),
+    )
     for ep in eps:
         dist_name, version = _entry_point_distribution(ep)
         is_core = dist_name == CORE_DISTRIBUTION
@@ -70,7 +73,9 @@ def build_registry(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()
             module = ep.load()
             pm.register(module, name=dist_name)
         except Exception as exc:  # a broken plugin must not take the tool down
-            registry.problems.append(LoadProblem(dist_name, f"failed to import {ep.value!r}: {_short_error(exc)}"))
+            registry.problems.append(
+                LoadProblem(dist_name, f"failed to import {ep.value!r}: {_short_error(exc)}")
+            )
             continue
         registry.plugins[dist_name] = version
     for name, module in extra_plugins:
@@ -78,12 +83,16 @@ def build_registry(extra_plugins: Iterable[tuple[str, ModuleType | object]] = ()
         registry.plugins[name] = getattr(module, "__version__", "in-process")
 
     for kind, (hook_name, _) in KINDS.items():
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):  # registration order
+        for impl in getattr(
+            pm.hook, hook_name
+        ).get_hookimpls():  # registration order: built-ins first
             register = registry.register_callback(kind, impl.plugin_name)
             try:
                 impl.function(register=register)
             except Exception as exc:
-                registry.problems.append(LoadProblem(impl.plugin_name, f"{hook_name} raised {_short_error(exc)}"))
+                registry.problems.append(
+                    LoadProblem(impl.plugin_name, f"{hook_name} raised {_short_error(exc)}")
+                )
     registry.plugin_manager = pm
     return registry
 

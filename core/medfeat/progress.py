@@ -38,7 +38,9 @@ class Progress:
             return
         from rich.progress import track
 
-        yield from track(items, description=description, total=total, console=self.console, transient=True)
+        yield from track(
+            items, description=description, total=total, console=self.console, transient=True
+        )
 
     @contextlib.contextmanager
     def status(self, description: str) -> Iterator[None]:

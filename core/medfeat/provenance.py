@@ -11,7 +11,17 @@ from typing import Any
 
 from medfeat.geometry import Image
 
-_LIBRARIES = ("medfeat", "torch", "monai", "numpy", "scipy", "SimpleITK", "nibabel", "pydantic", "pluggy")
+_LIBRARIES = (
+    "medfeat",
+    "torch",
+    "monai",
+    "numpy",
+    "scipy",
+    "SimpleITK",
+    "nibabel",
+    "pydantic",
+    "pluggy",
+)
 
 
 def library_versions(plugins: dict[str, str]) -> dict[str, str]:

@@ -65,7 +65,9 @@ class LoadProblem:
 class Registry:
     """All components by kind. Owns naming rules, duplicate detection and suggestions."""
 
-    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    components: dict[str, dict[str, Component]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
     aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
     problems: list[LoadProblem] = field(default_factory=list)
     plugins: dict[str, str] = field(default_factory=dict)  # plugin (distribution) name -> version
@@ -103,15 +105,23 @@ class Registry:
             raise ValueError(f"Unknown component kind {kind!r}; kinds are {sorted(KINDS)}.")
         if not _NAME_RE.match(name):
             self.problems.append(
-                LoadProblem(component.plugin, f"{KINDS[kind][1]} name {name!r} is not lower-case kebab-case; skipped.")
+                LoadProblem(
+                    component.plugin,
+                    f"{KINDS[kind][1]} name {name!r} is not lower-case kebab-case; skipped.",
+                )
             )
             return
         if not (isinstance(component.config, type) and issubclass(component.config, BaseModel)):
             self.problems.append(
-                LoadProblem(component.plugin, f"{KINDS[kind][1]} {name!r}: config must be a pydantic model class; skipped.")
+                LoadProblem(
+                    component.plugin,
+                    f"{KINDS[kind][1]} {name!r}: config must be a pydantic model class; skipped.",
+                )
             )
             return
-        taken = self.components[kind].get(name) or self.components[kind].get(self.aliases[kind].get(name, ""))
+        taken = self.components[kind].get(name) or self.components[kind].get(
+            self.aliases[kind].get(name, "")
+        )
         if taken is not None:
             self.problems.append(
                 LoadProblem(
@@ -132,21 +142,34 @@ class Registry:
         """Plugins that provide at least one component of ``kind``."""
         return sorted({c.plugin for c in self.components[kind].values()})
 
-    def get(self, kind: str, name: str, *, source: str | None = None, line: int | None = None, key_path: str | None = None) -> Component:
+    def get(
+        self,
+        kind: str,
+        name: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        key_path: str | None = None,
+    ) -> Component:
         """The component ``name`` of ``kind``, or a :class:`ComponentNotFoundError` that helps."""
         name = self.aliases[kind].get(name, name)
         try:
             return self.components[kind][name]
         except KeyError:
             raise ComponentNotFoundError(
-                self.not_found_message(kind, name), source=source, line=line, key_path=key_path,
+                self.not_found_message(kind, name),
+                source=source,
+                line=line,
+                key_path=key_path,
                 remedy=self.not_found_remedy(kind),
             ) from None
 
     def not_found_message(self, kind: str, name: str) -> str:
         human = KINDS[kind][1]
         msg = f"there is no {human} named {name!r}."
-        close = difflib.get_close_matches(name, list(self.components[kind]) + list(self.aliases[kind]), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(
+            name, list(self.components[kind]) + list(self.aliases[kind]), n=3, cutoff=0.5
+        )
         if close:
             msg += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
         other = [k for k in KINDS if k != kind and name in self.components[k]]
@@ -165,6 +188,4 @@ class Registry:
 
     @staticmethod
     def not_found_remedy(kind: str) -> str:
-        return (
-            f"Fix the name, or install the plugin that provides it; `medfeat components {kind}` lists what is installed."
-        )
+        return f"Fix the name, or install the plugin that provides it; `medfeat components {kind}` lists what is installed."

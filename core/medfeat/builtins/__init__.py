@@ -12,8 +12,18 @@ from medfeat.builtins import backbones, datasets
 
 @hookimpl
 def medfeat_register_datasets(register):
-    register("files", datasets.make_files, config=datasets.FilesConfig, summary="One fixed/moving pair (or one image) given by file paths.")
-    register("csv-pairs", datasets.make_csv_pairs, config=datasets.CsvPairsConfig, summary="Registration pairs listed in a CSV file (one row per pair).")
+    register(
+        "files",
+        datasets.make_files,
+        config=datasets.FilesConfig,
+        summary="One fixed/moving pair (or one image) given by file paths.",
+    )
+    register(
+        "csv-pairs",
+        datasets.make_csv_pairs,
+        config=datasets.CsvPairsConfig,
+        summary="Registration pairs listed in a CSV file (one row per pair).",
+    )
     register(
         "breathing-phantom",
         datasets.make_breathing_phantom,
@@ -24,4 +34,9 @@ def medfeat_register_datasets(register):
 
 @hookimpl
 def medfeat_register_backbones(register):
-    register("intensity", backbones.make_intensity, config=backbones.IntensityConfig, summary="The image intensities as a one-channel feature map, optionally normalised.")
+    register(
+        "intensity",
+        backbones.make_intensity,
+        config=backbones.IntensityConfig,
+        summary="The image intensities as a one-channel feature map, optionally normalised.",
+    )

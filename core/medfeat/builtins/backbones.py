@@ -13,9 +13,13 @@ from medfeat.geometry import Image
 class IntensityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = "minmax"
-    window_min: float = Field(-1000.0, description="Lower bound for `window` (image units, e.g. HU).")
+    window_min: float = Field(
+        -1000.0, description="Lower bound for `window` (image units, e.g. HU)."
+    )
     window_max: float = Field(1000.0, description="Upper bound for `window`.")
-    percentiles: tuple[float, float] = Field((0.5, 99.5), description="For `percentile`: clip to these, then map to [0, 1].")
+    percentiles: tuple[float, float] = Field(
+        (0.5, 99.5), description="For `percentile`: clip to these, then map to [0, 1]."
+    )
 
 
 def normalise_intensity(data, config: IntensityConfig):
@@ -31,7 +35,9 @@ def normalise_intensity(data, config: IntensityConfig):
     if config.normalise == "window":
         return ((x - config.window_min) / (config.window_max - config.window_min)).clamp(0, 1)
     if config.normalise == "percentile":
-        q = torch.quantile(x.flatten()[:: max(1, x.numel() // 1_000_000)], torch.tensor(config.percentiles) / 100.0)
+        q = torch.quantile(
+            x.flatten()[:: max(1, x.numel() // 1_000_000)], torch.tensor(config.percentiles) / 100.0
+        )
         return ((x - q[0]) / (q[1] - q[0]).clamp_min(1e-12)).clamp(0, 1)
     return x
 

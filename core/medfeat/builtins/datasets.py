@@ -18,8 +18,11 @@ class LandmarkFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: Path
-    format: Literal["auto", "world-csv", "voxel", "elastix", "fcsv", "mrk-json"] = "auto"
-    axis_order: Literal["xyz", "zyx"] | None = Field(None, description="For voxel-index files: xyz (ITK i,j,k) or zyx (numpy k,j,i).")
+    format: Literal["auto", "table", "elastix", "transformix", "fcsv", "mrk.json"] = "auto"
+    axis_order: Literal["xyz", "zyx"] | None = Field(
+        None,
+        description="Set for voxel-index tables: xyz (ITK i,j,k) or zyx (numpy k,j,i); unset means world mm.",
+    )
     space: Literal["lps", "ras"] | None = Field(None, description="For world-coordinate CSV files.")
 
 
@@ -40,7 +43,13 @@ def _read_points(spec: LandmarkFile | None, image):
         return None
     from medfeat.io.landmarks import read_landmarks
 
-    return read_landmarks(spec.path, image=image, axis_order=spec.axis_order, space=spec.space, format=spec.format)
+    return read_landmarks(
+        spec.path,
+        image=image,
+        axis_order=spec.axis_order,
+        space=spec.space,
+        fmt=None if spec.format == "auto" else spec.format,
+    )
 
 
 def load_pair(config: FilesConfig) -> RegistrationCase:
@@ -59,7 +68,17 @@ def load_pair(config: FilesConfig) -> RegistrationCase:
         moving_labels=read_image(config.moving_labels) if config.moving_labels else None,
         fixed_mask=read_image(config.fixed_mask) if config.fixed_mask else None,
     )
-    case.inputs = [p for p in (config.fixed, config.moving, config.fixed_labels, config.moving_labels, config.fixed_mask) if p]
+    case.inputs = [
+        p
+        for p in (
+            config.fixed,
+            config.moving,
+            config.fixed_labels,
+            config.moving_labels,
+            config.fixed_mask,
+        )
+        if p
+    ]
     case.inputs += [s.path for s in (config.fixed_landmarks, config.moving_landmarks) if s]
     return case
 
@@ -78,9 +97,13 @@ def make_files(config: FilesConfig, context) -> FilesDataset:
 
 class CsvPairsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    csv: Path = Field(description="CSV with columns fixed, moving and optionally case_id, fixed_landmarks, moving_landmarks, fixed_labels, moving_labels, fixed_mask. Relative paths are relative to the CSV.")
-    landmark_axis_order: Literal["xyz", "zyx"] | None = Field(None, description="Axis order of voxel-index landmark files.")
-    landmark_format: Literal["auto", "world-csv", "voxel", "elastix", "fcsv", "mrk-json"] = "auto"
+    csv: Path = Field(
+        description="CSV with columns fixed, moving and optionally case_id, fixed_landmarks, moving_landmarks, fixed_labels, moving_labels, fixed_mask. Relative paths are relative to the CSV."
+    )
+    landmark_axis_order: Literal["xyz", "zyx"] | None = Field(
+        None, description="Axis order of voxel-index landmark files."
+    )
+    landmark_format: Literal["auto", "table", "elastix", "transformix", "fcsv", "mrk.json"] = "auto"
 
 
 class CsvPairsDataset:
@@ -90,41 +113,54 @@ class CsvPairsDataset:
     def rows(self) -> list[dict[str, str]]:
         path = self.config.csv
         if not path.is_file():
-            raise InputFileError(f"Pairs CSV {path} does not exist.", remedy="Check `data.csv` in the pipeline.")
+            raise InputFileError(
+                f"Pairs CSV {path} does not exist.", remedy="Check `data.csv` in the pipeline."
+            )
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
         missing = {"fixed", "moving"} - set(rows[0] if rows else {})
         if not rows or missing:
             raise InputFileError(
                 f"Pairs CSV {path} needs a header with at least the columns fixed and moving"
-                + (f"; missing: {', '.join(sorted(missing))}." if rows else " and one row per pair."),
+                + (
+                    f"; missing: {', '.join(sorted(missing))}."
+                    if rows
+                    else " and one row per pair."
+                ),
             )
         return rows
 
     def registration_cases(self) -> Iterator[RegistrationCase]:
-        base = self.config.csv.parent
         for i, row in enumerate(self.rows()):
+            yield load_pair(self._row_config(i, row))
 
-            def path(key: str) -> Path | None:
-                value = (row.get(key) or "").strip()
-                return (base / value) if value else None
+    def _row_config(self, index: int, row: dict[str, str]) -> FilesConfig:
+        base = self.config.csv.parent
 
-            def landmarks(key: str) -> LandmarkFile | None:
-                p = path(key)
-                return LandmarkFile(path=p, format=self.config.landmark_format, axis_order=self.config.landmark_axis_order) if p else None
+        def path(key: str) -> Path | None:
+            value = (row.get(key) or "").strip()
+            return (base / value) if value else None
 
-            yield load_pair(
-                FilesConfig(
-                    fixed=path("fixed"),
-                    moving=path("moving"),
-                    fixed_landmarks=landmarks("fixed_landmarks"),
-                    moving_landmarks=landmarks("moving_landmarks"),
-                    fixed_labels=path("fixed_labels"),
-                    moving_labels=path("moving_labels"),
-                    fixed_mask=path("fixed_mask"),
-                    case_id=(row.get("case_id") or f"pair_{i:03d}").strip(),
-                )
+        def landmarks(key: str) -> LandmarkFile | None:
+            p = path(key)
+            if p is None:
+                return None
+            return LandmarkFile(
+                path=p,
+                format=self.config.landmark_format,
+                axis_order=self.config.landmark_axis_order,
             )
+
+        return FilesConfig(
+            fixed=path("fixed"),
+            moving=path("moving"),
+            fixed_landmarks=landmarks("fixed_landmarks"),
+            moving_landmarks=landmarks("moving_landmarks"),
+            fixed_labels=path("fixed_labels"),
+            moving_labels=path("moving_labels"),
+            fixed_mask=path("fixed_mask"),
+            case_id=(row.get("case_id") or f"pair_{index:03d}").strip(),
+        )
 
 
 def make_csv_pairs(config: CsvPairsConfig, context) -> CsvPairsDataset:
@@ -149,7 +185,9 @@ class PhantomDataset:
         from medfeat.phantoms import breathing_phantom
 
         c = self.config
-        pair = breathing_phantom(c.shape, c.spacing_mm, c.amplitude_mm, c.num_vessels, c.noise, c.seed)
+        pair = breathing_phantom(
+            c.shape, c.spacing_mm, c.amplitude_mm, c.num_vessels, c.noise, c.seed
+        )
         yield RegistrationCase(
             id=f"breathing-phantom-seed{c.seed}",
             fixed=pair.fixed,

@@ -28,7 +28,10 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medfeat", description="Registration, correspondence and segmentation with learned and classical features.")
+    parser = argparse.ArgumentParser(
+        prog="medfeat",
+        description="Registration, correspondence and segmentation with learned and classical features.",
+    )
     parser.add_argument("--version", action="version", version=f"medfeat {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
@@ -67,7 +70,9 @@ def _resolve(args: argparse.Namespace, extra: list[str] | None = None):
     from medfeat.plugins import get_registry
 
     registry = get_registry()
-    resolved = resolve_pipeline(load_yaml(args.pipeline), registry, [*args.overrides, *(extra or [])])
+    resolved = resolve_pipeline(
+        load_yaml(args.pipeline), registry, [*args.overrides, *(extra or [])]
+    )
     if args.print_config:
         import yaml
 
@@ -137,7 +142,9 @@ def _schema_lines(model) -> list[str]:
     lines = []
     for name, f in model.model_fields.items():
         ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        default = "required" if f.is_required() else f"= {f.get_default(call_default_factory=True)!r}"
+        default = (
+            "required" if f.is_required() else f"= {f.get_default(call_default_factory=True)!r}"
+        )
         desc = f" — {f.description}" if f.description else ""
         lines.append(f"    {name}: {ann} {default}{desc}")
     return lines
@@ -153,7 +160,9 @@ def cmd_components(args: argparse.Namespace) -> int:
     if args.kind:
         kind = args.kind.replace("-", "_").rstrip("s") if args.kind not in KINDS else args.kind
         if kind not in KINDS:
-            raise ConfigError(f"unknown component kind {args.kind!r}.", remedy=f"Kinds are: {', '.join(KINDS)}.")
+            raise ConfigError(
+                f"unknown component kind {args.kind!r}.", remedy=f"Kinds are: {', '.join(KINDS)}."
+            )
         kinds = [kind]
     console = _console()
     for kind in kinds:
@@ -179,7 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        # overrides may come after options: `run p.yaml --out d key=value`
+        stray = [u for u in unknown if "=" in u and not u.startswith("-")]
+        if stray and hasattr(args, "overrides"):
+            args.overrides = [*args.overrides, *stray]
+            unknown = [u for u in unknown if u not in stray]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         if not getattr(args, "func", None):
             parser.print_help()
             return 0
@@ -192,18 +208,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         if debug:
             raise
-        _print_error(ResourceError("The job ran out of memory.", remedy="Use a coarser resolution, fewer feature channels or a smaller chunk size, or run on a machine with more memory."))
+        _print_error(
+            ResourceError(
+                "The job ran out of memory.",
+                remedy="Use a coarser resolution, fewer feature channels or a smaller chunk size, or run on a machine with more memory.",
+            )
+        )
         return 2
     except KeyboardInterrupt:
-        _print_error(MedfeatError("Interrupted; finished outputs were kept, nothing half-written was left."))
+        _print_error(
+            MedfeatError("Interrupted; finished outputs were kept, nothing half-written was left.")
+        )
         return 130
     except Exception as exc:
         if debug:
             raise
         if "out of memory" in str(exc).lower():
-            _print_error(ResourceError(f"The job ran out of memory ({str(exc).splitlines()[0]}).", remedy="Use --device cpu, a coarser resolution or smaller chunks."))
+            _print_error(
+                ResourceError(
+                    f"The job ran out of memory ({str(exc).splitlines()[0]}).",
+                    remedy="Use --device cpu, a coarser resolution or smaller chunks.",
+                )
+            )
             return 2
-        _print_error(RuntimeError(f"medfeat hit an internal error: {type(exc).__name__}: {exc}. This is a bug; rerun with --debug for the traceback and report it."))
+        _print_error(
+            RuntimeError(
+                f"medfeat hit an internal error: {type(exc).__name__}: {exc}. This is a bug; rerun with --debug for the traceback and report it."
+            )
+        )
         return 1
 
 

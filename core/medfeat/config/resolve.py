@@ -52,7 +52,9 @@ def apply_overrides(source: YamlSource, overrides: list[str]) -> None:
     """Apply ``key.path=value`` overrides in place; values are parsed as YAML scalars/lists."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.path=value.", source="command line")
+            raise ConfigError(
+                f"override {item!r} is not of the form key.path=value.", source="command line"
+            )
         key, raw = item.split("=", 1)
         parts: list[str | int] = []
         for token in key.strip().split("."):
@@ -70,19 +72,32 @@ def apply_overrides(source: YamlSource, overrides: list[str]) -> None:
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
-                raise ConfigError(f"override {item!r}: {format_key_path(tuple(parts[: i + 1]))} is not a mapping.", source="command line")
-        if isinstance(node, list) and isinstance(parts[-1], int) and parts[-1] < len(node):
-            node[parts[-1]] = value
-        elif isinstance(node, dict):
+                raise ConfigError(
+                    f"override {item!r}: {format_key_path(tuple(parts[: i + 1]))} is not a mapping.",
+                    source="command line",
+                )
+        if (
+            isinstance(node, list)
+            and isinstance(parts[-1], int)
+            and parts[-1] < len(node)
+            or isinstance(node, dict)
+        ):
             node[parts[-1]] = value
         else:
-            raise ConfigError(f"override {item!r} does not fit the pipeline's structure.", source="command line")
+            raise ConfigError(
+                f"override {item!r} does not fit the pipeline's structure.", source="command line"
+            )
         source.lines[tuple(parts)] = 0  # 0 = from the command line
 
 
-def _pydantic_error(exc: ValidationError, source: YamlSource, prefix: KeyPath, what: str) -> ConfigError:
+def _pydantic_error(
+    exc: ValidationError, source: YamlSource, prefix: KeyPath, what: str
+) -> ConfigError:
     err = exc.errors()[0]
-    path = (*prefix, *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
+    path = (
+        *prefix,
+        *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))],
+    )
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = f"unknown option {str(path[-1])!r} for {what}"
@@ -90,11 +105,17 @@ def _pydantic_error(exc: ValidationError, source: YamlSource, prefix: KeyPath, w
         msg = f"{what} needs {str(path[-1])!r}, which is missing"
     elif "input" in err and not isinstance(err["input"], dict | list):
         msg += f" (got {err['input']!r})"
-    more = f" ({len(exc.errors()) - 1} more problem(s) in this section)" if len(exc.errors()) > 1 else ""
+    more = (
+        f" ({len(exc.errors()) - 1} more problem(s) in this section)"
+        if len(exc.errors()) > 1
+        else ""
+    )
     line = source.line_of(path)
     where_line = None if line == 0 else line
     src = "command line override" if line == 0 else source.name
-    return ConfigError(msg + "." + more, source=src, line=where_line, key_path=format_key_path(path))
+    return ConfigError(
+        msg + "." + more, source=src, line=where_line, key_path=format_key_path(path)
+    )
 
 
 def check_requirements(requires: list[str], source: YamlSource) -> None:
@@ -105,7 +126,10 @@ def check_requirements(requires: list[str], source: YamlSource) -> None:
         try:
             req = Requirement(spec)
         except InvalidRequirement:
-            raise source.error(f"{spec!r} is not a valid requirement (expected e.g. 'medfeat-dinov3>=0.1').", ("requires", i)) from None
+            raise source.error(
+                f"{spec!r} is not a valid requirement (expected e.g. 'medfeat-dinov3>=0.1').",
+                ("requires", i),
+            ) from None
         try:
             installed = version(req.name)
         except PackageNotFoundError:
@@ -120,7 +144,9 @@ def check_requirements(requires: list[str], source: YamlSource) -> None:
             )
 
 
-def resolve_pipeline(source: YamlSource, registry: Registry, overrides: list[str] | None = None) -> ResolvedPipeline:
+def resolve_pipeline(
+    source: YamlSource, registry: Registry, overrides: list[str] | None = None
+) -> ResolvedPipeline:
     """Validate a parsed pipeline against its schema and every component's config model."""
     overrides = list(overrides or [])
     apply_overrides(source, overrides)
@@ -134,12 +160,18 @@ def resolve_pipeline(source: YamlSource, registry: Registry, overrides: list[str
         close = difflib.get_close_matches(str(kind), PIPELINE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise source.error(
-            f"unknown pipeline kind {kind!r}.{hint} Expected one of: {', '.join(PIPELINE_KINDS)}." if kind else
-            f"the pipeline has no `kind:`; expected one of: {', '.join(PIPELINE_KINDS)}.",
+            f"unknown pipeline kind {kind!r}.{hint} Expected one of: {', '.join(PIPELINE_KINDS)}."
+            if kind
+            else f"the pipeline has no `kind:`; expected one of: {', '.join(PIPELINE_KINDS)}.",
             ("kind",) if kind else (),
         )
     schema = PIPELINE_KINDS[kind]
-    check_requirements(data.get("requires", []) if isinstance(data.get("requires", []), list) else [data["requires"]], source)
+    check_requirements(
+        data.get("requires", [])
+        if isinstance(data.get("requires", []), list)
+        else [data["requires"]],
+        source,
+    )
     try:
         pipeline = schema.model_validate(data)
     except ValidationError as exc:
@@ -151,7 +183,10 @@ def resolve_pipeline(source: YamlSource, registry: Registry, overrides: list[str
             continue
         value = getattr(pipeline, key)
         if isinstance(value, list):
-            components[key] = [_resolve_component(v, comp_kind, (key, i), source, registry) for i, v in enumerate(value)]
+            components[key] = [
+                _resolve_component(v, comp_kind, (key, i), source, registry)
+                for i, v in enumerate(value)
+            ]
         elif value is None:
             components[key] = None
         else:
@@ -159,9 +194,17 @@ def resolve_pipeline(source: YamlSource, registry: Registry, overrides: list[str
     return ResolvedPipeline(pipeline, components, source, overrides)
 
 
-def _resolve_component(ref: ComponentRef, kind: str, path: KeyPath, source: YamlSource, registry: Registry) -> ResolvedComponent:
+def _resolve_component(
+    ref: ComponentRef, kind: str, path: KeyPath, source: YamlSource, registry: Registry
+) -> ResolvedComponent:
     line = source.line_of((*path, "name"))
-    component = registry.get(kind, ref.name, source=source.name, line=line or None, key_path=format_key_path((*path, "name")))
+    component = registry.get(
+        kind,
+        ref.name,
+        source=source.name,
+        line=line or None,
+        key_path=format_key_path((*path, "name")),
+    )
     try:
         config = component.config.model_validate(ref.options)
     except ValidationError as exc:

@@ -32,16 +32,26 @@ class OutputOptions(Strict):
     """Where and how results are written."""
 
     dir: Path = Field(Path("medfeat-out"), description="Output folder; `--out` overrides it.")
-    field_convention: Literal["itk", "learn2reg"] = Field("itk", description="Displacement field file convention.")
-    write_inverse: bool = Field(True, description="Also write the moving->fixed field when the optimiser provides it.")
-    write_warped: bool = Field(True, description="Write the warped moving image (and labels, when given).")
-    overwrite: bool = Field(False, description="Allow replacing results of an earlier run in `dir`.")
+    field_convention: Literal["itk", "learn2reg"] = Field(
+        "itk", description="Displacement field file convention."
+    )
+    write_inverse: bool = Field(
+        True, description="Also write the moving->fixed field when the optimiser provides it."
+    )
+    write_warped: bool = Field(
+        True, description="Write the warped moving image (and labels, when given)."
+    )
+    overwrite: bool = Field(
+        False, description="Allow replacing results of an earlier run in `dir`."
+    )
 
 
 class PipelineBase(Strict):
     kind: str
     description: str = ""
-    requires: list[str] = Field(default_factory=list, description="Plugin requirements, e.g. 'medfeat-dinov3>=0.1'.")
+    requires: list[str] = Field(
+        default_factory=list, description="Plugin requirements, e.g. 'medfeat-dinov3>=0.1'."
+    )
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N; `--device` overrides it.")
     data: ComponentRef = Field(description="A dataset adapter producing the cases to process.")

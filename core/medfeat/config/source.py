@@ -39,10 +39,18 @@ class YamlSource:
         return self.lines.get((), None)
 
     def error(self, message: str, path: KeyPath, remedy: str | None = None) -> ConfigError:
-        return ConfigError(message, source=self.name, line=self.line_of(path), key_path=format_key_path(path) or None, remedy=remedy)
+        return ConfigError(
+            message,
+            source=self.name,
+            line=self.line_of(path),
+            key_path=format_key_path(path) or None,
+            remedy=remedy,
+        )
 
 
-def _construct(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: yaml.SafeLoader) -> Any:
+def _construct(
+    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: yaml.SafeLoader
+) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -50,7 +58,11 @@ def _construct(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if key in out:
-                raise ConfigError(f"duplicate key {key!r}.", line=key_node.start_mark.line + 1, key_path=format_key_path((*path, key)))
+                raise ConfigError(
+                    f"duplicate key {key!r}.",
+                    line=key_node.start_mark.line + 1,
+                    key_path=format_key_path((*path, key)),
+                )
             out[key] = _construct(value_node, (*path, key), lines, loader)
             lines[(*path, key)] = key_node.start_mark.line + 1
         return out
@@ -69,9 +81,13 @@ def parse_yaml(text: str, name: str = "<string>") -> YamlSource:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"this is not valid YAML: {problem}.", source=name, line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            f"this is not valid YAML: {problem}.", source=name, line=mark.line + 1 if mark else None
+        ) from None
     except ConfigError as exc:
-        raise ConfigError(exc.message.split(": ", 1)[-1], source=name, line=exc.line, key_path=exc.key_path) from None
+        raise ConfigError(
+            exc.message.split(": ", 1)[-1], source=name, line=exc.line, key_path=exc.key_path
+        ) from None
     finally:
         loader.dispose()
     return YamlSource(data, name, lines)
@@ -82,11 +98,15 @@ def load_yaml(path: str | Path) -> YamlSource:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(
-            f"Pipeline file {path} does not exist." if not path.exists() else f"{path} is not a file.",
+            f"Pipeline file {path} does not exist."
+            if not path.exists()
+            else f"{path} is not a file.",
             remedy="Check the path; the examples/ folder has pipelines to start from.",
         )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"Cannot read pipeline file {path}: {exc}.", remedy="It must be a UTF-8 YAML text file.") from None
+        raise InputFileError(
+            f"Cannot read pipeline file {path}: {exc}.", remedy="It must be a UTF-8 YAML text file."
+        ) from None
     return parse_yaml(text, str(path))

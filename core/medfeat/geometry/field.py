@@ -42,9 +42,13 @@ class DisplacementField:
         return np.asarray(data, dtype=np.float64)
 
     @classmethod
-    def from_array_voxels(cls, disp_vox: Any, grid: Grid, direction: str = "fixed_to_moving") -> DisplacementField:
+    def from_array_voxels(
+        cls, disp_vox: Any, grid: Grid, direction: str = "fixed_to_moving"
+    ) -> DisplacementField:
         """Build from a displacement in numpy-order voxel units ``[ndim, *shape]`` (engine convention)."""
-        arr = disp_vox.detach().cpu().numpy() if hasattr(disp_vox, "detach") else np.asarray(disp_vox)
+        arr = (
+            disp_vox.detach().cpu().numpy() if hasattr(disp_vox, "detach") else np.asarray(disp_vox)
+        )
         vec = np.moveaxis(arr.astype(np.float64), 0, -1)
         world = grid.vector_array_to_world(vec)
         return cls(np.moveaxis(world, -1, 0), grid, direction)
@@ -61,7 +65,10 @@ class DisplacementField:
         idx = self.grid.world_to_array_index(points)
         data = self.numpy()
         return np.stack(
-            [map_coordinates(data[c], idx.T, order=1, mode="nearest") for c in range(self.grid.ndim)],
+            [
+                map_coordinates(data[c], idx.T, order=1, mode="nearest")
+                for c in range(self.grid.ndim)
+            ],
             axis=1,
         )
 

@@ -45,7 +45,9 @@ class Grid:
                 f"spacing={self.spacing}, origin={self.origin}."
             )
         if any(s <= 0 or not np.isfinite(s) for s in self.spacing):
-            raise GeometryError(f"Voxel spacing must be positive and finite, got {self.spacing} mm.")
+            raise GeometryError(
+                f"Voxel spacing must be positive and finite, got {self.spacing} mm."
+            )
         if not np.allclose(direction.T @ direction, np.eye(ndim), atol=1e-4):
             raise GeometryError(f"Direction matrix is not orthonormal:\n{direction}")
 
@@ -154,14 +156,6 @@ class Grid:
             and np.allclose(self.origin, other.origin, atol=atol_mm)
             and np.allclose(self.direction, other.direction, atol=1e-5)
         )
-
-    def overlap_fraction(self, other: Grid) -> float:
-        """Fraction of this grid's bounding box volume that overlaps ``other``'s bounding box."""
-        lo_a, hi_a = self.world_extent()
-        lo_b, hi_b = other.world_extent()
-        inter = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
-        vol_a = np.prod(np.maximum(hi_a - lo_a, 1e-6))
-        return float(np.prod(inter) / vol_a)
 
     def describe(self) -> str:
         """One-line human description, for messages and provenance."""

@@ -53,7 +53,11 @@ class Image:
         """The data as a torch tensor (imports torch lazily)."""
         import torch
 
-        data = self.data if isinstance(self.data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(self.numpy()))
+        data = (
+            self.data
+            if isinstance(self.data, torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(self.numpy()))
+        )
         dtype = dtype or (torch.float32 if data.is_floating_point() else None)
         return data.to(device=device, dtype=dtype)
 

@@ -21,7 +21,9 @@ class PointSet:
     def __post_init__(self) -> None:
         self.points = np.atleast_2d(np.asarray(self.points, dtype=np.float64))
         if self.points.ndim != 2 or self.points.shape[1] not in (2, 3):
-            raise LandmarkError(f"Points must be an [N, 2] or [N, 3] array, got shape {self.points.shape}.")
+            raise LandmarkError(
+                f"Points must be an [N, 2] or [N, 3] array, got shape {self.points.shape}."
+            )
         if not np.all(np.isfinite(self.points)):
             raise LandmarkError(
                 f"{self.meta.get('path', 'Point set')} has NaN/Inf coordinates.",

@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 
 from medfeat.errors import LandmarkError
-from medfeat.pipelines.registration import check_case, extract_features, point_metrics, transformed_features
+from medfeat.pipelines.registration import (
+    check_case,
+    extract_features,
+    point_metrics,
+    transformed_features,
+)
 from medfeat.pipelines.runner import Run
 
 
@@ -21,7 +26,12 @@ def run(run: Run) -> dict[str, Any]:
     backbone = run.build("backbone")
     transforms = run.build_all("feature_transforms")
     matcher = run.build("matcher")
-    run.require_method(matcher, "match", "matcher", "for correspondence (it may be a deformable optimiser: use a registration pipeline)")
+    run.require_method(
+        matcher,
+        "match",
+        "matcher",
+        "for correspondence (it may be a deformable optimiser: use a registration pipeline)",
+    )
 
     summary: dict[str, Any] = {"cases": {}}
     for case in dataset.registration_cases():
@@ -33,17 +43,28 @@ def run(run: Run) -> dict[str, Any]:
                 remedy="Give `data.fixed_landmarks` (the points of A to match into B).",
             )
         run.protect(case.inputs)
-        feats = [extract_features(run, backbone, case.fixed), extract_features(run, backbone, case.moving)]
-        feats = transformed_features(run, transforms, case.fixed, case.moving, feats, case.fixed_mask)
+        feats = [
+            extract_features(run, backbone, case.fixed),
+            extract_features(run, backbone, case.moving),
+        ]
+        feats = transformed_features(
+            run, transforms, case.fixed, case.moving, feats, case.fixed_mask
+        )
         with ctx.timed("matching"):
             matches = matcher.match(feats[0], feats[1], case.fixed_points)
         seconds = time.perf_counter() - start
         out = run.case_dir(case.id)
         pts = np.asarray(matches.points.points)
         scores = np.asarray(matches.scores, dtype=float).reshape(-1)
-        lines = ["x_mm_lps,y_mm_lps,z_mm_lps,score"] + [f"{p[0]:.4f},{p[1]:.4f},{p[2]:.4f},{s:.6f}" for p, s in zip(pts, scores, strict=True)]
+        lines = ["x_mm_lps,y_mm_lps,z_mm_lps,score"] + [
+            f"{p[0]:.4f},{p[1]:.4f},{p[2]:.4f},{s:.6f}" for p, s in zip(pts, scores, strict=True)
+        ]
         atomic_write_text(out / "matches_in_moving_world_lps_mm.csv", "\n".join(lines) + "\n")
-        metrics: dict[str, Any] = {"seconds": round(seconds, 3), "num_queries": len(pts), "mean_score": float(scores.mean()) if len(scores) else None}
+        metrics: dict[str, Any] = {
+            "seconds": round(seconds, 3),
+            "num_queries": len(pts),
+            "mean_score": float(scores.mean()) if len(scores) else None,
+        }
         metrics.update(point_metrics(case, pts))
         atomic_write_json(out / "metrics.json", metrics)
         summary["cases"][case.id] = metrics
@@ -54,5 +75,7 @@ def run(run: Run) -> dict[str, Any]:
             "points_space": "world LPS mm",
         }
         if "tre_mm_after" in metrics:
-            ctx.progress.log(f"[bold]{case.id}[/bold]: matched {len(pts)} points, error {metrics['tre_mm_before']['mean']:.2f} -> {metrics['tre_mm_after']['mean']:.2f} mm")
+            ctx.progress.log(
+                f"[bold]{case.id}[/bold]: matched {len(pts)} points, error {metrics['tre_mm_before']['mean']:.2f} -> {metrics['tre_mm_after']['mean']:.2f} mm"
+            )
     return summary

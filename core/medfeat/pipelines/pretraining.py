@@ -14,7 +14,9 @@ def run(run: Run) -> dict[str, Any]:
     if not callable(getattr(dataset, "images", None)):
         raise ConfigError(
             f"dataset {run.resolved.pipeline.data.name!r} provides no images for pretraining.",
-            source=run.resolved.source.name, line=run.resolved.source.line_of(("data", "name")), key_path="data.name",
+            source=run.resolved.source.name,
+            line=run.resolved.source.line_of(("data", "name")),
+            key_path="data.name",
         )
     with run.context.timed("pretraining"):
         return {"mode": "pretrain", **pretrainer.fit(dataset, run.out_dir, run.context)}

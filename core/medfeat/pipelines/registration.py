@@ -14,14 +14,25 @@ from medfeat.pipelines.runner import Run
 
 def extract_features(run: Run, backbone: Any, image: Image) -> FeatureMap:
     """Backbone features of ``image``, computed once per run (cohorts reuse a volume's features)."""
-    key = ("features", repr(run.resolved.components["backbone"]), image.meta.get("sha256") or id(image))
+    key = (
+        "features",
+        repr(run.resolved.components["backbone"]),
+        image.meta.get("sha256") or id(image),
+    )
     if key not in run.context.cache:
         with run.context.timed("features"):
             run.context.cache[key] = backbone.extract(image)
     return run.context.cache[key]
 
 
-def transformed_features(run: Run, transforms: list[Any], fixed: Image, moving: Image, feats: list[FeatureMap], fixed_mask: Image | None):
+def transformed_features(
+    run: Run,
+    transforms: list[Any],
+    fixed: Image,
+    moving: Image,
+    feats: list[FeatureMap],
+    fixed_mask: Image | None,
+):
     masks = [fixed_mask, None]
     for t in transforms:
         with run.context.timed("feature transforms"):
@@ -68,35 +79,66 @@ def run(run: Run) -> dict[str, Any]:
     similarity = run.build("similarity")
     regulariser = run.build("regulariser")
     optimiser = run.build("optimiser")
-    run.require_method(optimiser, "register", "optimiser", "for registration (it may be a matcher: use a correspondence pipeline)")
+    run.require_method(
+        optimiser,
+        "register",
+        "optimiser",
+        "for registration (it may be a matcher: use a correspondence pipeline)",
+    )
 
     summary: dict[str, Any] = {"cases": {}}
     for case in dataset.registration_cases():
         start = time.perf_counter()
         check_case(case)
         run.protect(case.inputs)
-        feats = [extract_features(run, backbone, case.fixed), extract_features(run, backbone, case.moving)]
-        feats = transformed_features(run, transforms, case.fixed, case.moving, feats, case.fixed_mask)
+        feats = [
+            extract_features(run, backbone, case.fixed),
+            extract_features(run, backbone, case.moving),
+        ]
+        feats = transformed_features(
+            run, transforms, case.fixed, case.moving, feats, case.fixed_mask
+        )
         with ctx.timed("optimisation"):
             result = optimiser.register(
-                case.fixed, case.moving, feats[0], feats[1],
-                similarity=similarity, regulariser=regulariser, fixed_mask=case.fixed_mask,
+                case.fixed,
+                case.moving,
+                feats[0],
+                feats[1],
+                similarity=similarity,
+                regulariser=regulariser,
+                fixed_mask=case.fixed_mask,
             )
         seconds = time.perf_counter() - start
 
         out = run.case_dir(case.id)
         fwd = result.forward
         with ctx.timed("writing outputs"):
-            write_displacement_field(fwd, out / "field_fixed_to_moving.nii.gz", convention=out_cfg.field_convention, protect=run.protected)
+            write_displacement_field(
+                fwd,
+                out / "field_fixed_to_moving.nii.gz",
+                convention=out_cfg.field_convention,
+                protect=run.protected,
+            )
             if result.inverse is not None and out_cfg.write_inverse:
-                write_displacement_field(result.inverse, out / "field_moving_to_fixed.nii.gz", convention=out_cfg.field_convention, protect=run.protected)
+                write_displacement_field(
+                    result.inverse,
+                    out / "field_moving_to_fixed.nii.gz",
+                    convention=out_cfg.field_convention,
+                    protect=run.protected,
+                )
             if out_cfg.write_warped:
-                write_image(warp_image(case.moving, fwd, "linear"), out / "warped_moving.nii.gz", protect=run.protected)
+                write_image(
+                    warp_image(case.moving, fwd, "linear"),
+                    out / "warped_moving.nii.gz",
+                    protect=run.protected,
+                )
         metrics: dict[str, Any] = {"seconds": round(seconds, 3)}
         predicted = None
         if case.fixed_points is not None:
             predicted = fwd.transform_points(case.fixed_points.points)
-            write_landmarks(predicted, out / "fixed_landmarks_in_moving_world_lps_mm.csv", protect=run.protected)
+            write_landmarks(
+                predicted, out / "fixed_landmarks_in_moving_world_lps_mm.csv", protect=run.protected
+            )
         metrics.update(point_metrics(case, predicted))
         det_kwargs = {}
         metrics["sdlogj"] = float(sdlogj(fwd, **det_kwargs))
@@ -104,11 +146,19 @@ def run(run: Run) -> dict[str, Any]:
         if case.fixed_labels is not None and case.moving_labels is not None:
             warped_labels = warp_image(case.moving_labels, fwd, "nearest")
             if out_cfg.write_warped:
-                write_image(warped_labels, out / "warped_moving_labels.nii.gz", protect=run.protected)
+                write_image(
+                    warped_labels, out / "warped_moving_labels.nii.gz", protect=run.protected
+                )
             before = resample_to_grid(case.moving_labels, case.fixed.grid, "nearest")
-            metrics["dice_before"] = {str(k): v for k, v in dice_per_label(case.fixed_labels, before).items()}
-            metrics["dice_after"] = {str(k): v for k, v in dice_per_label(case.fixed_labels, warped_labels).items()}
-        metrics.update({f"info_{k}": v for k, v in result.info.items() if isinstance(v, int | float | str)})
+            metrics["dice_before"] = {
+                str(k): v for k, v in dice_per_label(case.fixed_labels, before).items()
+            }
+            metrics["dice_after"] = {
+                str(k): v for k, v in dice_per_label(case.fixed_labels, warped_labels).items()
+            }
+        metrics.update(
+            {f"info_{k}": v for k, v in result.info.items() if isinstance(v, int | float | str)}
+        )
         from medfeat.io.atomic import atomic_write_json
 
         atomic_write_json(out / "metrics.json", metrics)

@@ -50,7 +50,7 @@ class Run:
                 source=self.resolved.source.name,
                 line=self.resolved.source.line_of((key, "name")),
                 key_path=f"{key}.name",
-                remedy=f"Pick another; `medfeat components` lists each component with its summary.",
+                remedy="Pick another; `medfeat components` lists each component with its summary.",
             )
 
     def protect(self, paths: list[Path]) -> None:
@@ -59,7 +59,9 @@ class Run:
     def case_dir(self, case_id: str) -> Path:
         d = self.out_dir / case_id
         if d.resolve() in self.protected:
-            raise InputFileError(f"Output folder {d} is an input of this run.", remedy="Choose another --out.")
+            raise InputFileError(
+                f"Output folder {d} is an input of this run.", remedy="Choose another --out."
+            )
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -67,7 +69,9 @@ class Run:
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Create the output folder; refuse to mix a new run into an earlier one unless asked to."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(f"Output path {out_dir} exists and is not a folder.", remedy="Choose another --out.")
+        raise InputFileError(
+            f"Output path {out_dir} exists and is not a folder.", remedy="Choose another --out."
+        )
     if (out_dir / "provenance.json").exists() and not overwrite:
         raise InputFileError(
             f"{out_dir} already holds the results of an earlier run (provenance.json is there).",
@@ -76,7 +80,9 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def run_pipeline(resolved: ResolvedPipeline, registry: Registry, context: RunContext, out_dir: Path | None = None) -> dict[str, Any]:
+def run_pipeline(
+    resolved: ResolvedPipeline, registry: Registry, context: RunContext, out_dir: Path | None = None
+) -> dict[str, Any]:
     """Run a resolved pipeline; returns the summary written to ``metrics.json``."""
     from medfeat.io.atomic import atomic_write_json
     from medfeat.pipelines import correspondence, pretraining, registration, segmentation

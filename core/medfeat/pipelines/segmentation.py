@@ -12,7 +12,9 @@ def _samples(run: Run, dataset: Any, split: str) -> list[Any]:
     if not callable(getattr(dataset, "segmentation_samples", None)):
         raise ConfigError(
             f"dataset {run.resolved.pipeline.data.name!r} provides no segmentation samples.",
-            source=run.resolved.source.name, line=run.resolved.source.line_of(("data", "name")), key_path="data.name",
+            source=run.resolved.source.name,
+            line=run.resolved.source.line_of(("data", "name")),
+            key_path="data.name",
             remedy="Use a dataset adapter for images with label maps (`medfeat components dataset`).",
         )
     return list(dataset.segmentation_samples(split))
@@ -33,10 +35,17 @@ def run(run: Run) -> dict[str, Any]:
         for s in [*train, *validation]:
             run.protect(s.inputs)
         with run.context.timed("training"):
-            return {"mode": "train", **head.fit(train, validation, run.out_dir, run.context, backbone=backbone)}
+            return {
+                "mode": "train",
+                **head.fit(train, validation, run.out_dir, run.context, backbone=backbone),
+            }
 
     if pipeline.checkpoint is None:
-        raise ConfigError("inference needs `checkpoint:` (the head's weights).", source=run.resolved.source.name, key_path="checkpoint")
+        raise ConfigError(
+            "inference needs `checkpoint:` (the head's weights).",
+            source=run.resolved.source.name,
+            key_path="checkpoint",
+        )
     head.load(pipeline.checkpoint)
     summary: dict[str, Any] = {"mode": "infer", "cases": {}}
     for sample in run.context.progress.track(_samples(run, dataset, "test"), "Segmenting"):

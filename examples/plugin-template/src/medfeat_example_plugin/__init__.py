@@ -1,0 +1,32 @@
+"""A minimal medfeat plugin.
+
+The module stays light: it imports only medfeat's hook marker and pydantic. Numerical code is
+imported inside the factory, when the component is built.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medfeat import hookimpl
+
+
+class CentreOfMassConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: float = Field(
+        0.0, description="Only voxels above this feature value count towards the centre."
+    )
+
+
+def make_centre_of_mass(config: CentreOfMassConfig, context):
+    from medfeat_example_plugin.optimiser import CentreOfMassTranslation
+
+    return CentreOfMassTranslation(config.threshold)
+
+
+@hookimpl
+def medfeat_register_optimisers(register):
+    register(
+        "centre-of-mass",
+        make_centre_of_mass,
+        config=CentreOfMassConfig,
+        summary="Translate the moving image so that the feature centres of mass coincide.",
+    )

@@ -1,0 +1,63 @@
+import hashlib
+
+import pytest
+
+from medfeat.errors import InputFileError
+from medfeat.io.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_not_protected,
+)
+from medfeat.io.checksum import sha256_file, sha256_files
+
+
+def test_atomic_writes_create_files(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"\x00\x01")
+    atomic_write_text(tmp_path / "sub" / "b.txt", "hello")
+    atomic_write_json(tmp_path / "c.json", {"k": [1, 2]})
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "sub" / "b.txt").read_text() == "hello"
+    assert '"k"' in (tmp_path / "c.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "c.json", "sub"]
+
+
+def test_failed_write_leaves_no_partial_file_and_keeps_old_content(tmp_path):
+    target = tmp_path / "out.nii.gz"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".nii.gz")
+        tmp.write_text("half")
+        raise RuntimeError("writer crashed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]
+
+
+def test_unserialisable_json_writes_nothing(tmp_path):
+    with pytest.raises(TypeError):
+        atomic_write_json(tmp_path / "x.json", {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_protected_paths(tmp_path):
+    (tmp_path / "in").mkdir()
+    with pytest.raises(InputFileError, match="input of this run"):
+        check_not_protected(tmp_path / "in" / "x.nii.gz", {tmp_path / "in"})
+    with pytest.raises(InputFileError):
+        check_not_protected(tmp_path / "img.raw", {tmp_path / "img.raw"})
+    with pytest.raises(InputFileError):  # .mhd writes its .raw next to it
+        check_not_protected(tmp_path / "img.mhd", {tmp_path / "img.raw"})
+    check_not_protected(tmp_path / "out.nii.gz", {tmp_path / "in"})
+
+
+def test_sha256_streams_files_and_folders(tmp_path):
+    data = b"x" * (3 << 20) + b"tail"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "1").write_bytes(data)
+    (tmp_path / "d" / "2").write_bytes(b"other")
+    assert sha256_file(tmp_path / "d" / "1") == hashlib.sha256(data).hexdigest()
+    folder = sha256_file(tmp_path / "d")
+    assert folder == sha256_files([tmp_path / "d" / "2", tmp_path / "d" / "1"])
+    (tmp_path / "d" / "2").rename(tmp_path / "d" / "0")  # renaming slices does not change the hash
+    assert sha256_file(tmp_path / "d") == folder

@@ -1,0 +1,11 @@
+import subprocess
+import sys
+
+
+def test_importing_io_and_metrics_stays_light():
+    code = (
+        "import sys, medfeat.io, medfeat.metrics; "
+        "print(sorted(m for m in ('torch', 'SimpleITK', 'nibabel', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
