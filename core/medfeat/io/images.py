@@ -66,7 +66,25 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> Image:
         sitk_img, meta = _read_dicom_series(path, series_uid)
     else:
         sitk_img, meta = _read_file(path)
+        if _suffix(path) in (".nii", ".nii.gz"):
+            _check_nifti_finite(path)
     return _to_image(sitk_img, path, meta)
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """ITK's NIfTI reader turns NaN voxels into 0 silently; look at the stored values with nibabel."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    if not np.issubdtype(img.get_data_dtype(), np.floating):
+        return
+    data = np.asanyarray(img.dataobj)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise DataError(
+            f"{path} contains {int(bad.sum())} NaN/Inf voxels ({100.0 * bad.mean():.3g} % of the image).",
+            remedy="Fix the file, or replace those voxels (e.g. with the background value) before running.",
+        )
 
 
 def _read_file(path: Path) -> tuple[Any, dict]:

@@ -8,13 +8,9 @@ from typing import Any
 import numpy as np
 
 from medfeat.errors import LandmarkError
-from medfeat.pipelines.registration import (
-    check_case,
-    extract_features,
-    point_metrics,
-    transformed_features,
-)
+from medfeat.pipelines.registration import case_features, check_case, point_metrics
 from medfeat.pipelines.runner import Run
+from medfeat.resources import check_fits
 
 
 def run(run: Run) -> dict[str, Any]:
@@ -43,12 +39,14 @@ def run(run: Run) -> dict[str, Any]:
                 remedy="Give `data.fixed_landmarks` (the points of A to match into B).",
             )
         run.protect(case.inputs)
-        feats = [
-            extract_features(run, backbone, case.fixed),
-            extract_features(run, backbone, case.moving),
-        ]
-        feats = transformed_features(
-            run, transforms, case.fixed, case.moving, feats, case.fixed_mask
+        feats = case_features(run, backbone, transforms, case)
+        check_fits(
+            matcher,
+            f"Matching of {case.id}",
+            ctx.device,
+            feats[0],
+            feats[1],
+            len(case.fixed_points),
         )
         with ctx.timed("matching"):
             matches = matcher.match(feats[0], feats[1], case.fixed_points)

@@ -10,6 +10,7 @@ import numpy as np
 from medfeat.components import FeatureMap, RegistrationCase
 from medfeat.geometry import Image
 from medfeat.pipelines.runner import Run
+from medfeat.resources import check_fits
 
 
 def extract_features(run: Run, backbone: Any, image: Image) -> FeatureMap:
@@ -25,18 +26,18 @@ def extract_features(run: Run, backbone: Any, image: Image) -> FeatureMap:
     return run.context.cache[key]
 
 
-def transformed_features(
-    run: Run,
-    transforms: list[Any],
-    fixed: Image,
-    moving: Image,
-    feats: list[FeatureMap],
-    fixed_mask: Image | None,
-):
-    masks = [fixed_mask, None]
+def case_features(
+    run: Run, backbone: Any, transforms: list[Any], case: RegistrationCase
+) -> list[FeatureMap]:
+    """Fixed and moving features after the pipeline's feature transforms (applied jointly)."""
+    check_fits(backbone, f"Feature extraction for {case.id}", run.context.device, case.fixed)
+    feats = [
+        extract_features(run, backbone, case.fixed),
+        extract_features(run, backbone, case.moving),
+    ]
     for t in transforms:
         with run.context.timed("feature transforms"):
-            feats = t.apply(feats, masks)
+            feats = t.apply(feats, [case.fixed_mask, None])
     return feats
 
 
@@ -91,13 +92,8 @@ def run(run: Run) -> dict[str, Any]:
         start = time.perf_counter()
         check_case(case)
         run.protect(case.inputs)
-        feats = [
-            extract_features(run, backbone, case.fixed),
-            extract_features(run, backbone, case.moving),
-        ]
-        feats = transformed_features(
-            run, transforms, case.fixed, case.moving, feats, case.fixed_mask
-        )
+        feats = case_features(run, backbone, transforms, case)
+        check_fits(optimiser, f"Registration of {case.id}", ctx.device, feats[0], feats[1])
         with ctx.timed("optimisation"):
             result = optimiser.register(
                 case.fixed,
