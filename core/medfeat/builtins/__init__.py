@@ -7,7 +7,7 @@ numerical code when a component is actually built.
 from __future__ import annotations
 
 from medfeat import hookimpl
-from medfeat.builtins import backbones, datasets
+from medfeat.builtins import backbones, datasets, ffd, losses, optimisers, transforms
 
 
 @hookimpl
@@ -16,7 +16,7 @@ def medfeat_register_datasets(register):
         "files",
         datasets.make_files,
         config=datasets.FilesConfig,
-        summary="One fixed/moving pair (or one image) given by file paths.",
+        summary="One fixed/moving pair given by file paths, with optional landmarks, labels and mask.",
     )
     register(
         "csv-pairs",
@@ -39,4 +39,113 @@ def medfeat_register_backbones(register):
         backbones.make_intensity,
         config=backbones.IntensityConfig,
         summary="The image intensities as a one-channel feature map, optionally normalised.",
+    )
+    register(
+        "mind-ssc",
+        backbones.make_mind,
+        config=backbones.MindConfig,
+        summary="MIND-SSC self-similarity descriptors (12 channels, 3D, weight-free).",
+    )
+    register(
+        "precomputed",
+        backbones.make_precomputed,
+        config=backbones.PrecomputedConfig,
+        summary="Features computed elsewhere, read from files with their own geometry.",
+    )
+
+
+@hookimpl
+def medfeat_register_feature_transforms(register):
+    register(
+        "l2-normalise",
+        transforms.make_l2,
+        config=transforms.NoConfig,
+        summary="Unit length along channels, level by level.",
+    )
+    register(
+        "fuse-levels",
+        transforms.make_fuse,
+        config=transforms.FuseConfig,
+        summary="Resample levels to one grid, L2-normalise each, weight and concatenate.",
+    )
+    register(
+        "joint-pca",
+        transforms.make_pca,
+        config=transforms.PCAConfig,
+        summary="Project fixed+moving features onto principal axes fitted jointly (optionally masked).",
+    )
+
+
+@hookimpl
+def medfeat_register_similarities(register):
+    register(
+        "ssd",
+        losses.make_similarity("ssd"),
+        config=losses.NoConfig,
+        summary="Mean squared difference.",
+        aliases=("mse",),
+    )
+    register(
+        "ncc",
+        losses.make_similarity("ncc"),
+        config=losses.NoConfig,
+        summary="1 - global normalised cross-correlation.",
+    )
+    register(
+        "local-ncc",
+        losses.make_local_ncc,
+        config=losses.LocalNCCConfig,
+        summary="1 - local normalised cross-correlation in a cubic window.",
+        aliases=("lncc",),
+    )
+    register(
+        "cosine",
+        losses.make_similarity("cosine"),
+        config=losses.NoConfig,
+        summary="1 - cosine similarity of feature vectors.",
+    )
+    register(
+        "nmi",
+        losses.make_nmi,
+        config=losses.NMIConfig,
+        summary="Negative normalised mutual information (Parzen histogram).",
+        aliases=("mi",),
+    )
+
+
+@hookimpl
+def medfeat_register_regularisers(register):
+    register(
+        "diffusion",
+        losses.make_regulariser("diffusion"),
+        config=losses.WeightConfig,
+        summary="Mean squared first derivatives of the displacement (mm).",
+    )
+    register(
+        "bending-energy",
+        losses.make_regulariser("bending_energy"),
+        config=losses.WeightConfig,
+        summary="Mean squared second derivatives of the displacement (mm).",
+    )
+
+
+@hookimpl
+def medfeat_register_optimisers(register):
+    register(
+        "convex-adam",
+        optimisers.make_convex_adam,
+        config=optimisers.ConvexAdamConfig,
+        summary="Coupled convex discrete search + Adam instance optimisation on dense features (ConvexAdam).",
+    )
+    register(
+        "feature-matcher",
+        optimisers.make_matcher,
+        config=optimisers.MatcherConfig,
+        summary="Per-point argmax of mean per-level cosine similarity, global or in a box; memory-bounded.",
+    )
+    register(
+        "sitk-ffd",
+        ffd.make_sitk_ffd,
+        config=ffd.FFDConfig,
+        summary="B-spline FFD with Mattes mutual information via SimpleITK (NiftyReg-like baseline).",
     )

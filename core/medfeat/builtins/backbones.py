@@ -57,3 +57,102 @@ class IntensityBackbone:
 
 def make_intensity(config: IntensityConfig, context) -> IntensityBackbone:
     return IntensityBackbone(config, context.device)
+
+
+class MindConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    radius_vox: int = Field(2, ge=1, description="Patch radius of the self-similarity distances.")
+    dilation_vox: int = Field(
+        2, ge=1, description="Distance between the six-neighbourhood samples."
+    )
+    smoothing_sigma_vox: float = Field(
+        0.0, ge=0, description="Gaussian pre-smoothing of the image."
+    )
+    normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = "none"
+    window_min: float = -1000.0
+    window_max: float = 1000.0
+
+
+class MindBackbone:
+    """MIND-SSC: 12 self-similarity-context channels per voxel (Heinrich et al. 2013), weight-free."""
+
+    def __init__(self, config: MindConfig, device: str = "cpu") -> None:
+        self.config, self.device = config, device
+
+    def extract(self, image: Image) -> FeatureMap:
+        import torch
+
+        from medfeat.engine.mind import gaussian_smooth, mind_ssc
+
+        c = self.config
+        if image.grid.ndim != 3:
+            from medfeat.errors import DataError
+
+            raise DataError(f"MIND-SSC needs a 3D image; {image.name} is {image.grid.ndim}D.")
+        norm = IntensityConfig(
+            normalise=c.normalise, window_min=c.window_min, window_max=c.window_max
+        )
+        x = normalise_intensity(image.tensor(device=self.device), norm)[None, None]
+        with torch.no_grad():
+            if c.smoothing_sigma_vox > 0:
+                x = gaussian_smooth(x, c.smoothing_sigma_vox)
+            feats = mind_ssc(x, radius=c.radius_vox, dilation=c.dilation_vox)[0]
+        return FeatureMap([FeatureLevel(feats, image.grid, "mind-ssc")], source=image)
+
+    def estimate_memory_bytes(self, image: Image) -> int:
+        # 12 output channels plus about as many intermediate shifted copies, float32
+        return 4 * image.grid.num_voxels * 40
+
+    memory_remedy = (
+        "Crop or downsample the images (e.g. to 2 mm), or run on a machine with more memory."
+    )
+
+
+def make_mind(config: MindConfig, context) -> MindBackbone:
+    return MindBackbone(config, context.device)
+
+
+class PrecomputedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    features: dict[str, list[str]] = Field(
+        description="Image file -> its feature files, one per level (vector or multi-channel images)."
+    )
+
+
+class PrecomputedBackbone:
+    """Features computed elsewhere (any backbone, any tool), read from files with their own geometry.
+
+    Each level is a vector image whose grid may differ from the input image's (e.g. 1/4 resolution);
+    the file's own spacing/origin/direction place it in world space.
+    """
+
+    def __init__(self, config: PrecomputedConfig, device: str = "cpu") -> None:
+        from pathlib import Path
+
+        self.device = device
+        self.features = {str(Path(k).resolve()): v for k, v in config.features.items()}
+
+    def extract(self, image: Image) -> FeatureMap:
+        from pathlib import Path
+
+        from medfeat.errors import InputFileError
+        from medfeat.io.images import read_image
+
+        key = str(Path(image.meta.get("path", "")).resolve())
+        if key not in self.features:
+            raise InputFileError(
+                f"No precomputed features are listed for {image.name}.",
+                remedy=f"Add it under backbone.features (listed: {', '.join(self.features) or 'none'}).",
+            )
+        levels = []
+        for i, path in enumerate(self.features[key]):
+            feat = read_image(path)
+            data = feat.tensor(device=self.device)
+            if feat.num_channels == 1 and data.ndim == feat.grid.ndim:
+                data = data[None]
+            levels.append(FeatureLevel(data, feat.grid, f"level{i}"))
+        return FeatureMap(levels, source=image)
+
+
+def make_precomputed(config: PrecomputedConfig, context) -> PrecomputedBackbone:
+    return PrecomputedBackbone(config, context.device)

@@ -1,0 +1,193 @@
+"""Built-in optimisers: ConvexAdam deformable registration and the memory-bounded feature matcher."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medfeat.components import FeatureMap, Matches, RegistrationResult
+from medfeat.geometry import DisplacementField, Image, PointSet
+
+
+class ConvexAdamConfig(BaseModel):
+    """Options of :func:`medfeat.engine.convex_adam.convex_adam` (``vox`` = feature-grid voxels)."""
+
+    model_config = ConfigDict(extra="forbid")
+    grid_spacing_vox: int = Field(
+        4, ge=1, description="Coarse grid: features average-pooled by this factor."
+    )
+    search_radius_vox: int = Field(
+        5, ge=1, description="Discrete search range, in coarse-grid units."
+    )
+    cost_smoothing_passes: int = Field(
+        2, ge=0, description="Box filters applied to the cost volume."
+    )
+    coupling_schedule: list[float] = Field(
+        [0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
+        description="Coupling weights of the convex optimisation.",
+    )
+    inverse_consistent: bool = Field(
+        True, description="Symmetrise the coarse forward/backward fields."
+    )
+    ic_iterations: int = Field(15, ge=0)
+    io_resolution_factor: int = Field(
+        2, ge=1, description="Instance optimisation on features pooled by this factor."
+    )
+    io_grid_spacing_vox: int = Field(
+        1, ge=1, description="Control grid spacing of the optimised field (1 = dense)."
+    )
+    adam_iterations: int = Field(80, ge=0, description="Adam steps (0 = coarse step only).")
+    adam_lr: float = Field(1.0, gt=0, description="Adam learning rate, in io-resolution voxels.")
+    smoothness_weight: float = Field(1.25, ge=0, description="Weight of the diffusion penalty.")
+    field_smoothing_kernel_vox: int = Field(3, ge=1)
+    field_smoothing_passes: int = Field(3, ge=0)
+    compute_inverse: bool = Field(
+        True, description="Also return the moving->fixed field (fixed-point inversion)."
+    )
+    inverse_iterations: int = Field(20, ge=1)
+
+
+class ConvexAdam:
+    """Coupled convex discrete search + Adam refinement on any dense features (ConvexAdam)."""
+
+    memory_remedy = "Increase grid_spacing_vox or io_resolution_factor, lower search_radius_vox, or use fewer feature channels (joint-pca)."
+
+    def __init__(self, config: ConvexAdamConfig, context) -> None:
+        self.config, self.context = config, context
+
+    def _params(self):
+        from medfeat.engine.convex_adam import ConvexAdamParams
+
+        c = self.config.model_dump()
+        c["coupling_schedule"] = tuple(c["coupling_schedule"])
+        c["compute_backward"] = c.pop("compute_inverse")
+        return ConvexAdamParams(**c)
+
+    def estimate_memory_bytes(self, features_fixed: FeatureMap, features_moving: FeatureMap) -> int:
+        level = features_fixed.levels[0]
+        channels, voxels = int(level.data.shape[0]), level.grid.num_voxels
+        coarse = voxels / self.config.grid_spacing_vox**3
+        candidates = (2 * self.config.search_radius_vox + 1) ** 3
+        return int(4 * (3 * channels * voxels + 2 * coarse * candidates + 12 * voxels))
+
+    def register(
+        self,
+        fixed: Image,
+        moving: Image,
+        features_fixed: FeatureMap,
+        features_moving: FeatureMap,
+        *,
+        similarity=None,
+        regulariser=None,
+        fixed_mask=None,
+    ) -> RegistrationResult:
+        from medfeat.engine.convex_adam import convex_adam
+        from medfeat.errors import ConfigError
+        from medfeat.features import fuse_levels, resample_level
+
+        if similarity is not None or regulariser is not None:
+            raise ConfigError(
+                "optimiser convex-adam uses its own SSD-on-features data term and diffusion penalty.",
+                remedy="Remove `similarity`/`regulariser` from the pipeline; tune smoothness_weight instead.",
+            )
+        if len(features_fixed.levels) > 1:
+            grid = features_fixed.levels[0].grid
+            features_fixed, features_moving = (
+                fuse_levels(features_fixed, grid),
+                fuse_levels(features_moving, grid),
+            )
+        lf = features_fixed.levels[0]
+        lm = resample_level(
+            features_moving.levels[0], lf.grid
+        )  # moving features on the fixed feature grid
+        mask = None
+        if fixed_mask is not None:
+            from medfeat.components import FeatureLevel
+
+            mask = resample_level(
+                FeatureLevel(fixed_mask.tensor()[None], fixed_mask.grid), lf.grid, "nearest"
+            ).data[None]
+        progress = self.context.progress.callback("ConvexAdam")
+        fwd, bwd = convex_adam(
+            lf.data[None].float(), lm.data[None].float(), self._params(), mask, progress
+        )
+        forward = DisplacementField.from_array_voxels(fwd[0], lf.grid)
+        inverse = (
+            DisplacementField.from_array_voxels(bwd[0], lf.grid, "moving_to_fixed")
+            if bwd is not None
+            else None
+        )
+        if not lf.grid.same_as(
+            fixed.grid
+        ):  # features coarser than the image: bring the field to the image grid
+            forward = _field_on_grid(forward, fixed.grid)
+            inverse = _field_on_grid(inverse, moving.grid) if inverse is not None else None
+        return RegistrationResult(forward, inverse, {"feature_channels": int(lf.data.shape[0])})
+
+
+def _field_on_grid(field: DisplacementField, grid) -> DisplacementField:
+    import torch
+
+    from medfeat.components import FeatureLevel
+    from medfeat.features import resample_level
+
+    level = FeatureLevel(torch.from_numpy(field.numpy()).float(), field.grid)
+    data = resample_level(level, grid).data.double().numpy()
+    return DisplacementField(data, grid, field.direction)
+
+
+def make_convex_adam(config: ConvexAdamConfig, context) -> ConvexAdam:
+    return ConvexAdam(config, context)
+
+
+class MatcherConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    box_half_size_mm: float | list[float] | None = Field(
+        None,
+        description="Restrict candidates to a box around the query (MedDIFT-Box); None = global search.",
+    )
+    candidate_level: int | None = Field(
+        None, description="Level whose voxels are the candidates (default: the finest)."
+    )
+    chunk_candidates: int = Field(
+        16384, ge=64, description="Candidates scored at once; bounds memory."
+    )
+
+
+class FeatureMatcher:
+    """For each query point in A, the voxel of B with the highest mean per-level cosine similarity."""
+
+    memory_remedy = "Lower chunk_candidates, or match fewer points at once."
+
+    def __init__(self, config: MatcherConfig) -> None:
+        self.config = config
+
+    def estimate_memory_bytes(
+        self, features_a: FeatureMap, features_b: FeatureMap, num_queries: int
+    ) -> int:
+        c = sum(int(lv.data.shape[0]) for lv in features_a.levels)
+        cmax = max(int(lv.data.shape[0]) for lv in features_a.levels)
+        k = self.config.chunk_candidates
+        return 4 * (num_queries * c + k * c + 8 * k * cmax + 2 * num_queries * k) + num_queries * k
+
+    def match(self, features_a: FeatureMap, features_b: FeatureMap, queries: PointSet) -> Matches:
+        from medfeat.engine.matcher import match_points
+        from medfeat.errors import ConfigError
+
+        if len(features_a.levels) != len(features_b.levels):
+            raise ConfigError("the matcher needs the same feature levels for both images.")
+        result = match_points(
+            [lv.data for lv in features_a.levels],
+            [lv.grid.array_index_to_world_matrix() for lv in features_a.levels],
+            [lv.data for lv in features_b.levels],
+            [lv.grid.array_index_to_world_matrix() for lv in features_b.levels],
+            queries.points,
+            candidate_level=self.config.candidate_level,
+            box_half_size_mm=self.config.box_half_size_mm,
+            chunk=self.config.chunk_candidates,
+        )
+        pts = PointSet(result.positions_mm.numpy(), meta={"name": "matches in B"})
+        return Matches(pts, result.scores.numpy())
+
+
+def make_matcher(config: MatcherConfig, context) -> FeatureMatcher:
+    return FeatureMatcher(config)
