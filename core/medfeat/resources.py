@@ -36,3 +36,33 @@ def check_fits(component: Any, what: str, device: str, *args: Any, **kwargs: Any
             f"{what} needs about {need / 2**30:.1f} GiB on {device}, but only {have / 2**30:.1f} GiB is free.",
             remedy=remedy,
         )
+
+
+class PeakMemory:
+    """Context manager sampling this process's resident memory in a thread; ``peak_mb`` after exit."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+
+    def __enter__(self) -> PeakMemory:
+        import threading
+
+        import psutil
+
+        self._proc = psutil.Process()
+        self._stop = threading.Event()
+        self.peak_mb = self._proc.memory_info().rss / 2**20
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval_s):
+                self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)

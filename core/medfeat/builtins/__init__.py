@@ -25,6 +25,12 @@ def medfeat_register_datasets(register):
         summary="Registration pairs listed in a CSV file (one row per pair).",
     )
     register(
+        "lung4dct",
+        datasets.make_lung4dct,
+        config=datasets.Lung4DCTConfig,
+        summary="DIR-Lab-style 4D-CT cases: T00/T50 images with paired voxel-index landmarks.",
+    )
+    register(
         "breathing-phantom",
         datasets.make_breathing_phantom,
         config=datasets.PhantomConfig,

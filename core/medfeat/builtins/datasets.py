@@ -202,3 +202,68 @@ class PhantomDataset:
 
 def make_breathing_phantom(config: PhantomConfig, context) -> PhantomDataset:
     return PhantomDataset(config)
+
+
+class Lung4DCTConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    root: Path = Field(
+        description="Folder of case_* folders, each with T00/T50 images and landmark files."
+    )
+    cases: list[str] | None = Field(None, description="Case folder names to use (default: all).")
+    fixed_phase: str = Field("T00", description="Phase used as the fixed image (end-inhale).")
+    moving_phase: str = Field("T50", description="Phase used as the moving image (end-exhale).")
+    landmark_axis_order: Literal["xyz", "zyx"] = Field(
+        "zyx",
+        description="Axis order of the landmark rows (the DIR-Lab export here is numpy k,j,i).",
+    )
+
+
+class Lung4DCTDataset:
+    """DIR-Lab-style 4D-CT cases: ``case_*/{T00,T50}.nii.gz`` and ``landmarks_{T00,T50}.txt`` (voxel indices)."""
+
+    def __init__(self, config: Lung4DCTConfig) -> None:
+        self.config = config
+
+    def case_folders(self) -> list[Path]:
+        root = self.config.root
+        if not root.is_dir():
+            raise InputFileError(
+                f"lung4dct root {root} is not a folder.",
+                remedy="Pass the folder that holds the case_* folders (--root).",
+            )
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("case"))
+        if self.config.cases is not None:
+            known = {p.name: p for p in folders}
+            missing = [c for c in self.config.cases if c not in known]
+            if missing:
+                raise InputFileError(
+                    f"lung4dct cases {missing} are not in {root} (found: {', '.join(known) or 'none'})."
+                )
+            folders = [known[c] for c in self.config.cases]
+        if not folders:
+            raise InputFileError(f"{root} holds no case_* folders.", remedy="Check --root.")
+        return folders
+
+    def registration_cases(self) -> Iterator[RegistrationCase]:
+        c = self.config
+        for folder in self.case_folders():
+            fixed, moving = f"{c.fixed_phase}.nii.gz", f"{c.moving_phase}.nii.gz"
+            yield load_pair(
+                FilesConfig(
+                    fixed=folder / fixed,
+                    moving=folder / moving,
+                    fixed_landmarks=LandmarkFile(
+                        path=folder / f"landmarks_{c.fixed_phase}.txt",
+                        axis_order=c.landmark_axis_order,
+                    ),
+                    moving_landmarks=LandmarkFile(
+                        path=folder / f"landmarks_{c.moving_phase}.txt",
+                        axis_order=c.landmark_axis_order,
+                    ),
+                    case_id=folder.name,
+                )
+            )
+
+
+def make_lung4dct(config: Lung4DCTConfig, context) -> Lung4DCTDataset:
+    return Lung4DCTDataset(config)

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_validate)
 
+    from medfeat.cli import bench
+
+    bench.add_parser(sub)
+
     p = sub.add_parser("plugins", help="installed plugins, their components and load failures")
     p.set_defaults(func=cmd_plugins)
 

@@ -10,7 +10,7 @@ import numpy as np
 from medfeat.errors import LandmarkError
 from medfeat.pipelines.registration import case_features, check_case, point_metrics
 from medfeat.pipelines.runner import Run
-from medfeat.resources import check_fits
+from medfeat.resources import PeakMemory, check_fits
 
 
 def run(run: Run) -> dict[str, Any]:
@@ -39,17 +39,18 @@ def run(run: Run) -> dict[str, Any]:
                 remedy="Give `data.fixed_landmarks` (the points of A to match into B).",
             )
         run.protect(case.inputs)
-        feats = case_features(run, backbone, transforms, case)
-        check_fits(
-            matcher,
-            f"Matching of {case.id}",
-            ctx.device,
-            feats[0],
-            feats[1],
-            len(case.fixed_points),
-        )
-        with ctx.timed("matching"):
-            matches = matcher.match(feats[0], feats[1], case.fixed_points)
+        with PeakMemory() as memory:
+            feats = case_features(run, backbone, transforms, case)
+            check_fits(
+                matcher,
+                f"Matching of {case.id}",
+                ctx.device,
+                feats[0],
+                feats[1],
+                len(case.fixed_points),
+            )
+            with ctx.timed("matching"):
+                matches = matcher.match(feats[0], feats[1], case.fixed_points)
         seconds = time.perf_counter() - start
         out = run.case_dir(case.id)
         pts = np.asarray(matches.points.points)
@@ -60,6 +61,7 @@ def run(run: Run) -> dict[str, Any]:
         atomic_write_text(out / "matches_in_moving_world_lps_mm.csv", "\n".join(lines) + "\n")
         metrics: dict[str, Any] = {
             "seconds": round(seconds, 3),
+            "peak_rss_mb": round(memory.peak_mb, 1),
             "num_queries": len(pts),
             "mean_score": float(scores.mean()) if len(scores) else None,
         }

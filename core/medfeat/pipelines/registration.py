@@ -10,7 +10,7 @@ import numpy as np
 from medfeat.components import FeatureMap, RegistrationCase
 from medfeat.geometry import Image
 from medfeat.pipelines.runner import Run
-from medfeat.resources import check_fits
+from medfeat.resources import PeakMemory, check_fits
 
 
 def extract_features(run: Run, backbone: Any, image: Image) -> FeatureMap:
@@ -92,18 +92,19 @@ def run(run: Run) -> dict[str, Any]:
         start = time.perf_counter()
         check_case(case)
         run.protect(case.inputs)
-        feats = case_features(run, backbone, transforms, case)
-        check_fits(optimiser, f"Registration of {case.id}", ctx.device, feats[0], feats[1])
-        with ctx.timed("optimisation"):
-            result = optimiser.register(
-                case.fixed,
-                case.moving,
-                feats[0],
-                feats[1],
-                similarity=similarity,
-                regulariser=regulariser,
-                fixed_mask=case.fixed_mask,
-            )
+        with PeakMemory() as memory:
+            feats = case_features(run, backbone, transforms, case)
+            check_fits(optimiser, f"Registration of {case.id}", ctx.device, feats[0], feats[1])
+            with ctx.timed("optimisation"):
+                result = optimiser.register(
+                    case.fixed,
+                    case.moving,
+                    feats[0],
+                    feats[1],
+                    similarity=similarity,
+                    regulariser=regulariser,
+                    fixed_mask=case.fixed_mask,
+                )
         seconds = time.perf_counter() - start
 
         out = run.case_dir(case.id)
@@ -128,7 +129,10 @@ def run(run: Run) -> dict[str, Any]:
                     out / "warped_moving.nii.gz",
                     protect=run.protected,
                 )
-        metrics: dict[str, Any] = {"seconds": round(seconds, 3)}
+        metrics: dict[str, Any] = {
+            "seconds": round(seconds, 3),
+            "peak_rss_mb": round(memory.peak_mb, 1),
+        }
         predicted = None
         if case.fixed_points is not None:
             predicted = fwd.transform_points(case.fixed_points.points)
