@@ -167,3 +167,29 @@ def test_sitk_ffd_reduces_phantom_tre():
         res.forward.transform_points(pair.fixed_points.points) - pair.moving_points.points, axis=1
     ).mean()
     assert after < 0.6 * before
+
+
+def test_convex_adam_config_mirrors_engine_parameters():
+    import dataclasses
+
+    from medfeat.builtins.optimisers import ConvexAdamConfig
+    from medfeat.engine.convex_adam import ConvexAdamParams
+
+    engine = {f.name: f.default for f in dataclasses.fields(ConvexAdamParams)}
+    engine.pop("compute_backward")  # medfeat writes both directions by default: compute_inverse=True
+    engine.pop("seed")  # from the run's seed
+    config = ConvexAdamConfig().model_dump()
+    assert config.pop("compute_inverse") is True
+    config["coupling_schedule"] = tuple(config["coupling_schedule"])
+    assert config == engine
+
+
+def test_auto_lung_mask_on_phantom():
+    from medfeat.masks import auto_mask
+    from medfeat.phantoms import breathing_phantom
+
+    pair = breathing_phantom((40, 40, 40), 4.0)
+    mask = auto_mask(pair.fixed, "lung").numpy().astype(bool)
+    lungs = pair.fixed_labels.numpy() == 2
+    assert (mask & lungs).sum() > 0.95 * lungs.sum()  # covers the lungs (it is dilated by 2 voxels)
+    assert (mask & (pair.fixed_labels.numpy() == 0)).sum() == 0  # never reaches outside the body

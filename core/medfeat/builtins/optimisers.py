@@ -13,10 +13,10 @@ class ConvexAdamConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     grid_spacing_vox: int = Field(
-        4, ge=1, description="Coarse grid: features average-pooled by this factor."
+        6, ge=1, description="Coarse grid: features average-pooled by this factor."
     )
     search_radius_vox: int = Field(
-        5, ge=1, description="Discrete search range, in coarse-grid units."
+        4, ge=1, description="Discrete search range, in coarse-grid units."
     )
     cost_smoothing_passes: int = Field(
         2, ge=0, description="Box filters applied to the cost volume."
@@ -33,13 +33,24 @@ class ConvexAdamConfig(BaseModel):
         2, ge=1, description="Instance optimisation on features pooled by this factor."
     )
     io_grid_spacing_vox: int = Field(
-        1, ge=1, description="Control grid spacing of the optimised field (1 = dense)."
+        2,
+        ge=1,
+        description="Control grid of the optimised field, in io-resolution voxels (1 = dense).",
+    )
+    io_max_points: int = Field(
+        0, ge=0, description="Random subset of voxels in the data term per step (0 = all)."
     )
     adam_iterations: int = Field(80, ge=0, description="Adam steps (0 = coarse step only).")
     adam_lr: float = Field(1.0, gt=0, description="Adam learning rate, in io-resolution voxels.")
-    smoothness_weight: float = Field(1.25, ge=0, description="Weight of the diffusion penalty.")
+    smoothness_weight: float = Field(3.0, ge=0, description="Weight of the diffusion penalty.")
     field_smoothing_kernel_vox: int = Field(3, ge=1)
     field_smoothing_passes: int = Field(3, ge=0)
+    fine_iterations: int = Field(
+        0, ge=0, description="Optional full-resolution refinement steps (0 = off)."
+    )
+    fine_grid_spacing_vox: int = Field(4, ge=1)
+    fine_lr: float = Field(0.5, gt=0)
+    fine_max_points: int = Field(131072, ge=1)
     compute_inverse: bool = Field(
         True, description="Also return the moving->fixed field (fixed-point inversion)."
     )
@@ -60,7 +71,7 @@ class ConvexAdam:
         c = self.config.model_dump()
         c["coupling_schedule"] = tuple(c["coupling_schedule"])
         c["compute_backward"] = c.pop("compute_inverse")
-        return ConvexAdamParams(**c)
+        return ConvexAdamParams(**c, seed=self.context.seed)
 
     def estimate_memory_bytes(self, features_fixed: FeatureMap, features_moving: FeatureMap) -> int:
         level = features_fixed.levels[0]

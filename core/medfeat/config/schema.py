@@ -72,6 +72,14 @@ class RegistrationPipeline(PipelineBase):
     similarity: ComponentRef | None = None
     regulariser: ComponentRef | None = None
     optimiser: ComponentRef
+    fixed_mask: Literal["from-data", "auto-lung", "auto-body", "none"] = Field(
+        "from-data",
+        description="Region that weights the data term: the dataset's mask, one derived automatically "
+        "from the fixed intensities (lungs / body, Otsu threshold), or none.",
+    )
+    fixed_mask_threshold: float | None = Field(
+        None, description="Intensity threshold of the automatic masks (default: Otsu)."
+    )
 
 
 class CorrespondencePipeline(PipelineBase):

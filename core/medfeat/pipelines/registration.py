@@ -52,6 +52,24 @@ def check_case(case: RegistrationCase) -> None:
         case.fixed_points.check_paired_with(case.moving_points)
 
 
+def apply_mask_policy(run: Run, case: RegistrationCase) -> None:
+    """Set ``case.fixed_mask`` as the pipeline's ``fixed_mask`` option says (and save an automatic one)."""
+    policy = run.resolved.pipeline.fixed_mask
+    if policy == "none":
+        case.fixed_mask = None
+    elif policy.startswith("auto-"):
+        from medfeat.io.images import write_image
+        from medfeat.masks import auto_mask
+
+        with run.context.timed("masking"):
+            case.fixed_mask = auto_mask(
+                case.fixed, policy.removeprefix("auto-"), run.resolved.pipeline.fixed_mask_threshold
+            )
+        write_image(
+            case.fixed_mask, run.case_dir(case.id) / "fixed_mask_auto.nii.gz", protect=run.protected
+        )
+
+
 def point_metrics(case: RegistrationCase, predicted: np.ndarray | None) -> dict[str, Any]:
     from medfeat.metrics.tre import tre
 
@@ -92,6 +110,7 @@ def run(run: Run) -> dict[str, Any]:
         start = time.perf_counter()
         check_case(case)
         run.protect(case.inputs)
+        apply_mask_policy(run, case)
         with PeakMemory() as memory:
             feats = case_features(run, backbone, transforms, case)
             check_fits(optimiser, f"Registration of {case.id}", ctx.device, feats[0], feats[1])

@@ -1,0 +1,1 @@
+"""Pure-torch numerical core: MIND-SSC features, losses, warping and ConvexAdam registration."""

@@ -1,0 +1,46 @@
+"""Engine tests run on CPU with few threads and import from ``core/`` when not installed."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# keep hypothesis from writing its example database / patches into the repository
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="medfeat-hypothesis-"))
+settings.register_profile("medfeat-engine", database=None, deadline=None)
+settings.load_profile("medfeat-engine")
+
+_CORE = Path(__file__).resolve().parents[2] / "core"
+if str(_CORE) not in sys.path:
+    sys.path.insert(0, str(_CORE))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    yield
+
+
+def _blob_phantom(shape=(32, 32, 32), centres=None, sigma=3.0) -> torch.Tensor:
+    """Sum of Gaussian blobs, ``[1, 1, *shape]``."""
+    grid = torch.stack(
+        torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij")
+    )
+    if centres is None:
+        centres = [(10, 12, 9), (20, 18, 22), (14, 24, 16), (22, 9, 13), (16, 16, 24)]
+    img = torch.zeros(shape)
+    for i, c in enumerate(centres):
+        d2 = sum((grid[a] - c[a]) ** 2 for a in range(3))
+        img += (1.0 + 0.3 * i) * torch.exp(-d2 / (2 * sigma**2))
+    return img[None, None]
+
+
+@pytest.fixture
+def blob_phantom():
+    """Factory of smooth synthetic blob volumes ``[1, 1, *shape]``."""
+    return _blob_phantom
