@@ -26,7 +26,10 @@ class FFDConfig(BaseModel):
     iterations: int = Field(100, ge=1, description="Optimiser iterations per level.")
     histogram_bins: int = Field(32, ge=8)
     sampling_fraction: float = Field(
-        0.2, gt=0, le=1, description="Fraction of voxels sampled for the metric."
+        0.01,
+        gt=0,
+        le=1,
+        description="Fraction of voxels sampled anew each iteration for the metric.",
     )
     affine_first: bool = Field(True, description="Affine (MI) pre-alignment before the B-spline.")
     compute_inverse: bool = Field(

@@ -13,17 +13,29 @@ from medfeat.pipelines.runner import Run
 from medfeat.resources import PeakMemory, check_fits
 
 
+MAX_CACHED_FEATURE_MAPS = 4
+
+
 def extract_features(run: Run, backbone: Any, image: Image) -> FeatureMap:
-    """Backbone features of ``image``, computed once per run (cohorts reuse a volume's features)."""
-    key = (
-        "features",
-        repr(run.resolved.components["backbone"]),
-        image.meta.get("sha256") or id(image),
-    )
-    if key not in run.context.cache:
-        with run.context.timed("features"):
-            run.context.cache[key] = backbone.extract(image)
-    return run.context.cache[key]
+    """Backbone features of ``image``, reused when the same file comes back in a cohort.
+
+    Keyed by the backbone config and the file's SHA-256; images without a checksum (generated in
+    memory) are not cached. At most :data:`MAX_CACHED_FEATURE_MAPS` maps are kept (oldest dropped).
+    """
+    checksum = image.meta.get("sha256")
+    key = ("features", repr(run.resolved.components["backbone"]), checksum)
+    cache = run.context.cache
+    if checksum is not None and key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+        return cache[key]
+    with run.context.timed("features"):
+        features = backbone.extract(image)
+    if checksum is not None:
+        cache[key] = features
+        cached = [k for k in cache if isinstance(k, tuple) and k[:1] == ("features",)]
+        for old in cached[:-MAX_CACHED_FEATURE_MAPS]:
+            del cache[old]
+    return features
 
 
 def case_features(
