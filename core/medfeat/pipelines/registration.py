@@ -12,7 +12,6 @@ from medfeat.geometry import Image
 from medfeat.pipelines.runner import Run
 from medfeat.resources import PeakMemory, check_fits
 
-
 MAX_CACHED_FEATURE_MAPS = 4
 
 
