@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "prepare_run",
     "PeerResult",
     "PeerUnavailableError",
     "PeerFailedError",
@@ -166,3 +167,14 @@ def map_points_with_displacement_field(field_path: Path, points_lps: np.ndarray)
     tx = sitk.DisplacementFieldTransform(sitk.Cast(img, sitk.sitkVectorFloat64))
     pts = as_points(points_lps)
     return np.array([tx.TransformPoint(tuple(p)) for p in pts], dtype=np.float64).reshape(-1, 3)
+
+
+def prepare_run(
+    unavailable_reason: str | None, points: object, workdir: str | os.PathLike[str]
+) -> tuple[np.ndarray, Path]:
+    """Common start of every ``register_and_map``: refuse a missing tool, check the points, make ``workdir``."""
+    if unavailable_reason is not None:
+        raise PeerUnavailableError(unavailable_reason)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return as_points(points), workdir

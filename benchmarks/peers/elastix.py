@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import PeerResult, PeerUnavailableError, Stopwatch, as_points, run_logged
+from .common import PeerResult, Stopwatch, as_points, prepare_run, run_logged
 
 TOOL = "elastix"
 INSTALL_HINT = "apt-get install -y elastix"
@@ -162,11 +162,7 @@ def register_and_map(
     Returns:
         ``PeerResult`` with the points mapped into the moving image's LPS world frame.
     """
-    reason = unavailable_reason()
-    if reason is not None:
-        raise PeerUnavailableError(reason)
-    pts = as_points(fixed_points_world_lps)
-    workdir = Path(workdir)
+    pts, workdir = prepare_run(unavailable_reason(), fixed_points_world_lps, workdir)
     out_reg = workdir / "elastix"
     out_pts = workdir / "transformix"
     out_reg.mkdir(parents=True, exist_ok=True)

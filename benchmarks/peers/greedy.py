@@ -24,10 +24,9 @@ import numpy as np
 
 from .common import (
     PeerResult,
-    PeerUnavailableError,
     Stopwatch,
-    as_points,
     map_points_with_displacement_field,
+    prepare_run,
     run_logged,
 )
 
@@ -84,12 +83,7 @@ def register_and_map(
     Returns:
         ``PeerResult`` with the points mapped into the moving image's LPS world frame.
     """
-    reason = unavailable_reason()
-    if reason is not None:
-        raise PeerUnavailableError(reason)
-    pts = as_points(fixed_points_world_lps)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    pts, workdir = prepare_run(unavailable_reason(), fixed_points_world_lps, workdir)
     fixed, moving = os.fspath(fixed_path), os.fspath(moving_path)
     aff = workdir / "affine.mat"
     warp = workdir / "warp.nii.gz"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import PeerResult, PeerUnavailableError, Stopwatch, as_points, run_logged
+from .common import PeerResult, PeerUnavailableError, Stopwatch, as_points, prepare_run, run_logged
 
 TOOL = "niftyreg"
 INSTALL_HINT = "CMAKE_POLICY_VERSION_MINIMUM=3.5 pip install -c constraints.txt niftyreg"
@@ -122,12 +122,7 @@ def register_and_map(
     Returns:
         ``PeerResult`` with the points mapped into the moving image's LPS world frame.
     """
-    reason = unavailable_reason()
-    if reason is not None:
-        raise PeerUnavailableError(reason)
-    pts = as_points(fixed_points_world_lps)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    pts, workdir = prepare_run(unavailable_reason(), fixed_points_world_lps, workdir)
     aff = workdir / "affine.txt"
     cpp = workdir / "cpp.nii.gz"
     deff = workdir / "deformation.nii.gz"
