@@ -1,4 +1,7 @@
-"""Shared fixtures: real-data location (skipped when absent) and an isolated plugin registry."""
+"""Shared fixtures for ``tests/`` and every plugin's tests.
+
+Real-data location (skipped when absent), an isolated plugin registry, fake distributions.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
