@@ -1,0 +1,123 @@
+"""The slice backbone: a frozen 2D ViT run over the slices of a 3D image, features with geometry."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from medfeat.components import FeatureLevel, FeatureMap
+from medfeat.errors import ConfigError, DataError
+from medfeat.geometry import Image
+from medfeat_dinov3.checkpoints import SliceModel
+from medfeat_dinov3.config import SliceEncodingConfig
+from medfeat_dinov3.slicing import (
+    fill_between,
+    normalise_intensity,
+    patch_grid_shape,
+    slice_plan,
+    slice_view,
+    token_grid,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Reduced precision for the ViT forward, or ``None`` for float32 (the CPU default)."""
+    if precision == "float32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bfloat16" else torch.float16
+
+
+class SliceBackbone:
+    """DINOv3 / DINOv2 patch tokens of every slice of one plane, as a 3D feature map.
+
+    Every ``slice_stride_vox``-th slice (and the last) is encoded; uniform slices get zero features;
+    the others are linearly interpolated. The level's grid is the token grid in world space.
+    """
+
+    memory_remedy = "Lower patch_grid/raise patch_spacing_mm, or follow the backbone with joint-pca; crop the image."
+
+    def __init__(
+        self, config: SliceEncodingConfig, model: SliceModel, device: str = "cpu", name: str = ""
+    ) -> None:
+        self.config, self.model, self.name = config, model, name
+        self.device = torch.device(device)
+        self.model.module.to(self.device).eval().requires_grad_(False)
+        self.last_stats: dict[str, float | int | str] = {}
+
+    def _geometry(self, image: Image):
+        if image.grid.ndim != 3 or image.num_channels != 1:
+            raise DataError(
+                f"{self.name}-slices needs a single-channel 3D image; {image.name} has grid "
+                f"{image.grid.shape} and {image.num_channels} channels.",
+                remedy="Give a 3D scalar image (NIfTI/NRRD/MHA).",
+            )
+        view = slice_view(image.grid, self.config.slice_axis)
+        patches = patch_grid_shape(view.grid, self.config.patch_spacing_mm, self.config.patch_grid)
+        if patches[0] * patches[1] > self.config.max_tokens_per_slice:
+            raise ConfigError(
+                f"{self.name}-slices: a patch grid of {patches[0]}x{patches[1]} tokens per slice "
+                f"exceeds max_tokens_per_slice={self.config.max_tokens_per_slice}.",
+                remedy="Raise patch_spacing_mm or set a smaller patch_grid.",
+            )
+        return view, patches
+
+    def estimate_memory_bytes(self, image: Image) -> int:
+        view, (h, w) = self._geometry(image)
+        feats = 4 * self.model.hidden_size * view.grid.shape[0] * h * w
+        tokens = h * w + self.model.num_prefix_tokens
+        forward = 4 * self.config.batch_slices * tokens * self.model.hidden_size * 12
+        return int(2 * feats + forward)
+
+    def encode_slices(self, slices: torch.Tensor, patches: tuple[int, int]) -> torch.Tensor:
+        """``[n, rows, cols]`` slices in [0, 1] -> ``[n, C, h, w]`` patch tokens (float32)."""
+        p = self.model.patch_size
+        x = F.interpolate(
+            slices[:, None].float(),
+            size=(patches[0] * p, patches[1] * p),
+            mode="bilinear",
+            align_corners=False,
+        )
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        x = (x.expand(-1, 3, -1, -1) - mean) / std
+        dtype = autocast_dtype(self.config.precision, self.device)
+        ctx = (
+            torch.autocast(self.device.type, dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), ctx:
+            hidden = self.model.module(pixel_values=x).last_hidden_state
+        tokens = hidden[:, self.model.num_prefix_tokens :].float()
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, *patches)
+
+    def extract(self, image: Image) -> FeatureMap:
+        import time
+
+        view, patches = self._geometry(image)
+        volume = view.apply(image.tensor(device=self.device))
+        volume, modality = normalise_intensity(volume, self.config)
+        anchors = slice_plan(volume.shape[0], self.config.slice_stride_vox)
+        tokens = torch.zeros((len(anchors), self.model.hidden_size, *patches), device=self.device)
+        ranges = volume.flatten(1).amax(1) - volume.flatten(1).amin(1)
+        todo = [i for i, s in enumerate(anchors) if ranges[s] > self.config.uniform_tolerance]
+        start = time.perf_counter()
+        for b in range(0, len(todo), self.config.batch_slices):
+            batch = todo[b : b + self.config.batch_slices]
+            tokens[batch] = self.encode_slices(volume[[anchors[i] for i in batch]], patches)
+        self.last_stats = {
+            "encoded_slices": len(todo),
+            "slices": int(volume.shape[0]),
+            "encode_seconds": time.perf_counter() - start,
+            "modality": modality,
+        }
+        data = fill_between(tokens, anchors, volume.shape[0])
+        level = FeatureLevel(data, token_grid(view.grid, patches), f"{self.name}-tokens")
+        return FeatureMap([level], source=image)

@@ -1,0 +1,312 @@
+"""Local, strict loading of DINOv3 (official Meta ``.pth`` or HF directory) and DINOv2-reg weights.
+
+Official DINOv3 files are converted to the Hugging Face ``DINOv3ViTModel`` parameter names (the same
+tensors, renamed; METHODS.md section 2) and loaded with ``strict=True``. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from medfeat.errors import CheckpointError
+from medfeat_dinov3.architectures import (
+    DINOV2_REG,
+    DINOV3,
+    VitSpec,
+    dinov2_hf_config,
+    dinov3_hf_config,
+    official_dinov3_keys,
+    rope_periods,
+)
+from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3SlicesConfig
+
+DINOV3_SOURCE = (
+    "Official DINOv3 weights are gated: request access at https://ai.meta.com/dinov3/ "
+    "(files like dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth) or on the Hugging Face Hub "
+    "(facebook/dinov3-vitl16-pretrain-lvd1689m), download them yourself and give the local path."
+)
+DINOV2_SOURCE = (
+    "DINOv2-with-registers weights: download the Hugging Face directory "
+    "(e.g. facebook/dinov2-with-registers-large) yourself and give its local path."
+)
+
+
+@dataclass
+class SliceModel:
+    """A frozen 2D ViT and what is needed to read its patch tokens."""
+
+    module: torch.nn.Module
+    patch_size: int
+    num_prefix_tokens: int
+    hidden_size: int
+    description: str
+
+
+def _sniff_placeholder(path: Path) -> str | None:
+    """Describe a file that is not a weights file (LFS pointer, HTML login page, empty)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file"
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    text = head.lstrip().lower()
+    if text.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the weights (the download did not fetch the LFS object)"
+    if text.startswith((b"<!doctype", b"<html")) or b"access" in text[:200] and b"<" in text[:5]:
+        return "an HTML page (probably the gated-access page instead of the weights)"
+    if size < 4096:
+        return f"a {size}-byte file, far too small for ViT weights"
+    return None
+
+
+def _read_torch_file(path: Path, source: str) -> dict:
+    """Load a ``.pth``/``.bin``/``.safetensors`` state dict, turning failures into CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"Checkpoint {path} does not exist.", remedy=source)
+    placeholder = _sniff_placeholder(path)
+    if placeholder:
+        raise CheckpointError(f"Checkpoint {path} is {placeholder}.", remedy=source)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, wrong format, pickled objects
+        raise CheckpointError(
+            f"Checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:200]}); "
+            "it may be truncated or not a PyTorch state dict.",
+            remedy=source,
+        ) from exc
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, dict) and set(state) == {wrapper}:
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"Checkpoint {path} does not hold a flat state dict of tensors.", remedy=source
+        )
+    return state
+
+
+def _check_layout(
+    state: dict, expected: dict[str, tuple[int, ...]], path: Path, what: str, source: str
+) -> None:
+    """Exact key and shape comparison with a readable summary of the differences."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
+    raise CheckpointError(
+        f"Checkpoint {path} does not match {what}: {'; '.join(parts)}.",
+        remedy="Pick the `model` that matches the file (vit-s16, vit-b16, vit-l16, vit-h16plus). "
+        + source,
+    )
+
+
+def official_to_hf(state: dict, spec: VitSpec) -> dict:
+    """Rename an official DINOv3 state dict to ``DINOv3ViTModel`` names (qkv split, k bias dropped).
+
+    The official k bias is multiplied by ``bias_mask`` (zero on the k third); a non-zero masked k bias
+    cannot be expressed in the HF layout and is refused.
+    """
+    c = spec.hidden_size
+    periods = state["rope_embed.periods"].float()
+    if not torch.allclose(periods, rope_periods(spec), rtol=1e-4):
+        raise CheckpointError(
+            "The checkpoint's RoPE periods do not match base 100 with head dim "
+            f"{spec.head_dim} (found {periods[:3].tolist()}...).",
+            remedy="This is not a DINOv3 ViT of the chosen size. " + DINOV3_SOURCE,
+        )
+    out = {
+        "embeddings.cls_token": state["cls_token"],
+        "embeddings.register_tokens": state["storage_tokens"],
+        "embeddings.mask_token": state["mask_token"].reshape(1, 1, c),
+        "embeddings.patch_embeddings.weight": state["patch_embed.proj.weight"],
+        "embeddings.patch_embeddings.bias": state["patch_embed.proj.bias"],
+        "norm.weight": state["norm.weight"],
+        "norm.bias": state["norm.bias"],
+    }
+    mlp_names = (
+        {"w1": "gate_proj", "w2": "up_proj", "w3": "down_proj"}
+        if spec.gated_mlp
+        else {"fc1": "up_proj", "fc2": "down_proj"}
+    )
+    for n in range(spec.num_layers):
+        src, dst = f"blocks.{n}.", f"model.layer.{n}."
+        q, k, v = state[src + "attn.qkv.weight"].chunk(3, dim=0)
+        bias = state[src + "attn.qkv.bias"] * state[src + "attn.qkv.bias_mask"].to(
+            state[src + "attn.qkv.bias"].dtype
+        )
+        bq, bk, bv = bias.chunk(3)
+        if not torch.isfinite(bias).all() or bk.abs().max() > 0:
+            raise CheckpointError(
+                f"Block {n}: the masked k bias of attn.qkv is not zero (or bias_mask is not set).",
+                remedy="The file is not a released DINOv3 backbone. " + DINOV3_SOURCE,
+            )
+        out.update(
+            {
+                dst + "norm1.weight": state[src + "norm1.weight"],
+                dst + "norm1.bias": state[src + "norm1.bias"],
+                dst + "attention.q_proj.weight": q,
+                dst + "attention.q_proj.bias": bq,
+                dst + "attention.k_proj.weight": k,
+                dst + "attention.v_proj.weight": v,
+                dst + "attention.v_proj.bias": bv,
+                dst + "attention.o_proj.weight": state[src + "attn.proj.weight"],
+                dst + "attention.o_proj.bias": state[src + "attn.proj.bias"],
+                dst + "layer_scale1.lambda1": state[src + "ls1.gamma"],
+                dst + "norm2.weight": state[src + "norm2.weight"],
+                dst + "norm2.bias": state[src + "norm2.bias"],
+                dst + "layer_scale2.lambda1": state[src + "ls2.gamma"],
+            }
+        )
+        for a, b in mlp_names.items():
+            out[dst + f"mlp.{b}.weight"] = state[src + f"mlp.{a}.weight"]
+            out[dst + f"mlp.{b}.bias"] = state[src + f"mlp.{a}.bias"]
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def _hf_directory_state(path: Path, source: str) -> tuple[dict, dict]:
+    """``config.json`` and the weights of a Hugging Face model directory."""
+    import json
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(
+            f"{path} is a folder without config.json, so it is not a Hugging Face model directory.",
+            remedy=source,
+        )
+    weights = [path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+    if not weights:
+        raise CheckpointError(
+            f"{path} has no model.safetensors or pytorch_model.bin (sharded folders: merge them first).",
+            remedy=source,
+        )
+    return json.loads(config_file.read_text()), _read_torch_file(weights[0], source)
+
+
+def _check_hf_config(found: dict, expected, path: Path, source: str) -> None:
+    fields = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
+    diff = [
+        f"{f}={found.get(f)!r} (expected {getattr(expected, f)!r})"
+        for f in fields
+        if found.get(f) != getattr(expected, f)
+    ]
+    if diff:
+        raise CheckpointError(
+            f"{path}/config.json does not describe the chosen model: {', '.join(diff)}.",
+            remedy="Set `model` to the architecture of the folder. " + source,
+        )
+
+
+def _strict_load(module: torch.nn.Module, state: dict, path: Path, source: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"Weights in {path} do not fit the model: {str(exc)[:400]}", remedy=source
+        ) from exc
+
+
+def build_dinov3(spec: VitSpec) -> torch.nn.Module:
+    from transformers import DINOv3ViTModel
+
+    return DINOv3ViTModel(dinov3_hf_config(spec)).eval()
+
+
+def load_dinov3(config: Dinov3SlicesConfig) -> SliceModel:
+    """The DINOv3 model of ``config``: official .pth, HF directory, or (explicitly) random weights."""
+    spec = DINOV3[config.model]
+    torch.manual_seed(config.random_seed)
+    module = build_dinov3(spec)
+    what = f"DINOv3 {config.model}"
+    if config.checkpoint is None:
+        if not config.random_weights:
+            raise CheckpointError(
+                f"backbone dinov3-slices needs weights for {config.model}: `checkpoint` is not set.",
+                remedy=DINOV3_SOURCE
+                + " For tests and timing only, set random_weights: true (features are then meaningless).",
+            )
+        return SliceModel(
+            module,
+            spec.patch_size,
+            1 + spec.num_register_tokens,
+            spec.hidden_size,
+            f"{what}, RANDOM weights (seed {config.random_seed})",
+        )
+    path = Path(config.checkpoint).expanduser()
+    if path.is_dir():
+        found, state = _hf_directory_state(path, DINOV3_SOURCE)
+        _check_hf_config(found, module.config, path, DINOV3_SOURCE)
+        _strict_load(module, state, path, DINOV3_SOURCE)
+        return SliceModel(
+            module,
+            spec.patch_size,
+            1 + spec.num_register_tokens,
+            spec.hidden_size,
+            f"{what} from HF directory {path}",
+        )
+    state = _read_torch_file(path, DINOV3_SOURCE)
+    if any(k.startswith("model.layer.") for k in state):
+        raise CheckpointError(
+            f"{path} holds Hugging Face parameter names, not the official DINOv3 layout.",
+            remedy="Give the whole HF directory (with config.json) as `checkpoint`.",
+        )
+    layout_note = "" if spec.key_layout_verified else " (key layout of H+/16 is unverified)"
+    _check_layout(state, official_dinov3_keys(spec), path, what + layout_note, DINOV3_SOURCE)
+    _strict_load(module, official_to_hf(state, spec), path, DINOV3_SOURCE)
+    return SliceModel(
+        module,
+        spec.patch_size,
+        1 + spec.num_register_tokens,
+        spec.hidden_size,
+        f"{what} from official file {path.name}",
+    )
+
+
+def load_dinov2(config: Dinov2SlicesConfig) -> SliceModel:
+    """The DINOv2-with-registers model of ``config``: HF directory or (explicitly) random weights."""
+    from transformers import Dinov2WithRegistersModel
+
+    spec = DINOV2_REG[config.model]
+    torch.manual_seed(config.random_seed)
+    module = Dinov2WithRegistersModel(dinov2_hf_config(spec)).eval()
+    what = f"DINOv2-reg {config.model}"
+    prefix = 1 + spec.num_register_tokens
+    if config.checkpoint is None:
+        if not config.random_weights:
+            raise CheckpointError(
+                f"backbone dinov2-slices needs weights for {config.model}: `checkpoint` is not set.",
+                remedy=DINOV2_SOURCE + " For tests and timing only, set random_weights: true.",
+            )
+        return SliceModel(
+            module,
+            spec.patch_size,
+            prefix,
+            spec.hidden_size,
+            f"{what}, RANDOM weights (seed {config.random_seed})",
+        )
+    path = Path(config.checkpoint).expanduser()
+    if not path.is_dir():
+        raise CheckpointError(
+            f"dinov2-slices loads Hugging Face directories; {path} is not a folder.",
+            remedy=DINOV2_SOURCE,
+        )
+    found, state = _hf_directory_state(path, DINOV2_SOURCE)
+    _check_hf_config(found, module.config, path, DINOV2_SOURCE)
+    state = {k.removeprefix("dinov2_with_registers."): v for k, v in state.items()}
+    _strict_load(module, state, path, DINOV2_SOURCE)
+    return SliceModel(module, spec.patch_size, prefix, spec.hidden_size, f"{what} from {path}")

@@ -1,0 +1,104 @@
+"""Configuration models of the plugin's components (light: pydantic only, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class SliceEncodingConfig(BaseModel):
+    """How a 3D volume becomes 2D slices for a frozen 2D ViT, and how the tokens come back."""
+
+    model_config = ConfigDict(extra="forbid")
+    slice_axis: Literal["axial", "coronal", "sagittal"] = Field(
+        "axial",
+        description="World plane of the encoded slices (found from the image direction, not the array axes).",
+    )
+    slice_stride_vox: int = Field(
+        3,
+        ge=1,
+        description="Encode every k-th slice (and the last); slices in between get linearly "
+        "interpolated token features.",
+    )
+    patch_spacing_mm: float = Field(
+        3.0,
+        gt=0,
+        description="In-plane size of one patch token in mm; sets the patch grid from the slice extent.",
+    )
+    patch_grid: tuple[int, int] | None = Field(
+        None,
+        description="Explicit in-plane patch grid (rows, columns of the LPS-canonical slice); "
+        "overrides patch_spacing_mm. DINO-Reg uses (112, 96) for MR-CT.",
+    )
+    max_tokens_per_slice: int = Field(
+        20_000, ge=1, description="Refuse patch grids larger than this (attention is quadratic)."
+    )
+    modality: Literal["auto", "ct", "mr"] = Field(
+        "auto",
+        description="Intensity window: CT in HU, MR by percentiles; auto = CT if min < -500.",
+    )
+    ct_window_centre_hu: float = Field(50.0, description="CT window centre (HU).")
+    ct_window_width_hu: float = Field(400.0, gt=0, description="CT window width (HU).")
+    mr_percentiles: tuple[float, float] = Field(
+        (0.5, 99.5), description="MR: clip to these percentiles, then map to [0, 1]."
+    )
+    uniform_tolerance: float = Field(
+        1e-6,
+        ge=0,
+        description="Slices whose normalised range is below this are not encoded (zero features).",
+    )
+    batch_slices: int = Field(4, ge=1, description="Slices encoded per forward pass.")
+    precision: Precision = Field(
+        "auto", description="auto = bfloat16 on CUDA when supported (else float16), float32 on CPU."
+    )
+
+
+class Dinov3SlicesConfig(SliceEncodingConfig):
+    model: Literal["vit-s16", "vit-b16", "vit-l16", "vit-h16plus", "tiny"] = Field(
+        "vit-l16", description="Architecture; `tiny` (2 layers, 64 dims) is for tests only."
+    )
+    checkpoint: Path | None = Field(
+        None,
+        description="Local official Meta .pth file or Hugging Face DINOv3ViTModel directory.",
+    )
+    random_weights: bool = Field(
+        False,
+        description="Use random weights instead of a checkpoint (tests/benchmarks; never a result).",
+    )
+    random_seed: int = Field(0, description="Seed of the random weights.")
+
+
+class Dinov2SlicesConfig(SliceEncodingConfig):
+    model: Literal["vit-s14-reg", "vit-b14-reg", "vit-l14-reg", "vit-g14-reg", "tiny"] = Field(
+        "vit-l14-reg", description="DINOv2-with-registers architecture (DINO-Reg uses ViT-L/14)."
+    )
+    checkpoint: Path | None = Field(
+        None, description="Local Hugging Face Dinov2WithRegistersModel directory."
+    )
+    random_weights: bool = Field(
+        False,
+        description="Use random weights instead of a checkpoint (tests/benchmarks; never a result).",
+    )
+    random_seed: int = Field(0, description="Seed of the random weights.")
+
+
+class LabelMappedFilesConfig(BaseModel):
+    """A fixed/moving pair whose label maps use different ids (e.g. TotalSegmentator CT vs MR)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fixed: Path
+    moving: Path
+    fixed_labels: Path
+    moving_labels: Path
+    fixed_label_map: dict[int, list[int]] = Field(
+        description="Shared label id -> the fixed label ids merged into it; unlisted ids become 0."
+    )
+    moving_label_map: dict[int, list[int]] = Field(
+        description="Shared label id -> the moving label ids merged into it; unlisted ids become 0."
+    )
+    fixed_mask: Path | None = None
+    case_id: str = "case"
