@@ -1,0 +1,103 @@
+"""YAML options of the plugin's components (pydantic; light: no torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Region = Literal["head-neck", "thorax", "abdomen", "pelvis-lower-body"]
+
+
+class MaisiDiftConfig(BaseModel):
+    """Options of the ``maisi-dift`` backbone. Defaults reproduce the MedDIFT reference."""
+
+    model_config = ConfigDict(extra="forbid")
+    autoencoder_checkpoint: str | None = Field(
+        None, description="Local MAISI v1 autoencoder file (autoencoder_epoch273.pt / _v1.pt)."
+    )
+    unet_checkpoint: str | None = Field(
+        None, description="Local MAISI v1 DDPM U-Net file (diff_unet_3d_ddpm.pt)."
+    )
+    random_weights: bool = Field(
+        False,
+        description="Run without checkpoints on randomly initialised networks (speed/memory "
+        "tests only; outputs are NOT results).",
+    )
+    architecture: Literal["v1", "tiny"] = Field(
+        "v1",
+        description="'v1' = released MAISI sizes; 'tiny' = same structure, few channels (tests).",
+    )
+    random_scale_factor: float = Field(
+        1.0, gt=0, description="Latent scale factor used with random_weights (no checkpoint)."
+    )
+    timestep: int = Field(20, ge=0, lt=1000, description="Diffusion timestep t of the noise draw.")
+    levels: list[int] = Field(
+        [0, 1, 2, 3], min_length=1, description="Up-block outputs to return (0 = deepest, 512 ch)."
+    )
+    posterior: Literal["sample", "mean"] = Field(
+        "sample",
+        description="'sample' = mu + sigma*eps (reference); 'mean' = mu (departure, deterministic).",
+    )
+    num_noise_draws: int = Field(
+        1, ge=1, description="Average features over this many noise draws (departure, as in DIFT)."
+    )
+    spacing_input: Literal["original", "resized"] = Field(
+        "original",
+        description="Spacing given to the U-Net: the file's (reference) or the resized volume's "
+        "(departure).",
+    )
+    top_region: Region = Field("thorax", description="Top body-region conditioning.")
+    bottom_region: Region = Field("thorax", description="Bottom body-region conditioning.")
+    intensity: Literal["hu", "unit"] = Field(
+        "hu", description="'hu': window below to [0, 1]; 'unit': data are already in [0, 1]."
+    )
+    window_min_hu: float = Field(-1000.0, description="Lower HU bound of the window.")
+    window_max_hu: float = Field(1000.0, description="Upper HU bound of the window.")
+    size_multiple_vox: int = Field(
+        128,
+        ge=16,
+        description="Each axis is stretched to max(round(d/m),1)*m voxels (reference: 128).",
+    )
+    normalise_levels: bool = Field(
+        False, description="L2-normalise each level along channels at its native resolution."
+    )
+    autoencoder_num_splits: int = Field(
+        1, ge=1, description="Convolve the autoencoder in this many slabs (saves memory)."
+    )
+    autocast: bool = Field(True, description="float16 autocast on CUDA (CPU always float32).")
+
+    @model_validator(mode="after")
+    def _check(self) -> MaisiDiftConfig:
+        if any(lvl not in (0, 1, 2, 3) for lvl in self.levels) or len(set(self.levels)) != len(
+            self.levels
+        ):
+            raise ValueError(f"levels must be distinct values in 0..3, got {self.levels}")
+        if self.window_max_hu <= self.window_min_hu:
+            raise ValueError("window_max_hu must exceed window_min_hu")
+        has = (self.autoencoder_checkpoint is not None, self.unet_checkpoint is not None)
+        if self.random_weights and any(has):
+            raise ValueError("give checkpoints or random_weights: true, not both")
+        if not self.random_weights and not all(has):
+            raise ValueError(
+                "maisi-dift needs autoencoder_checkpoint and unet_checkpoint (local MAISI v1 "
+                "files; see the plugin README), or random_weights: true for weight-free tests"
+            )
+        if self.architecture == "tiny" and not self.random_weights:
+            raise ValueError("architecture 'tiny' has no released weights; use random_weights")
+        return self
+
+
+class MedDiftMatcherConfig(BaseModel):
+    """Options of the ``meddift-matcher`` (the engine's memory-bounded matcher)."""
+
+    model_config = ConfigDict(extra="forbid")
+    candidates: Literal["image", "finest-level"] = Field(
+        "image",
+        description="'image' = every voxel of B's image grid (reference: argmax over all voxels); "
+        "'finest-level' = voxels of the finest feature level (16x-64x fewer, faster).",
+    )
+    box_half_size_mm: float | list[float] | None = Field(
+        None, description="MedDIFT-Box: candidates within this box around the query; None = global."
+    )
+    chunk_candidates: int = Field(16384, ge=64, description="Candidates scored at once.")
