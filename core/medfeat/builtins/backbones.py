@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.geometry import Image
@@ -71,6 +71,30 @@ class MindConfig(BaseModel):
     normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = "none"
     window_min: float = -1000.0
     window_max: float = 1000.0
+    context_pooling_vox: list[int] = Field(
+        [],
+        description="Extra coarser levels: the descriptors average-pooled by each factor (e.g. "
+        "[3, 6]), each on its own grid. Adds context for point matching; registration fuses them.",
+    )
+
+    @field_validator("context_pooling_vox")
+    @classmethod
+    def _factors_above_one(cls, v: list[int]) -> list[int]:
+        if any(f < 2 for f in v):
+            raise ValueError("pooling factors must be integers >= 2")
+        return v
+
+
+def pooled_level(level: FeatureLevel, factor: int, name: str) -> FeatureLevel:
+    """``level`` average-pooled by ``factor`` (floor), on the grid whose voxels are the pooled
+    blocks: spacing times ``factor``, first block corner on the first voxel corner."""
+    import torch.nn.functional as F
+
+    data = F.avg_pool3d(level.data[None], factor, stride=factor)[0]
+    spacing = tuple(s * factor for s in level.grid.spacing)
+    return FeatureLevel(
+        data, level.grid.with_shape_and_spacing(tuple(data.shape[1:]), spacing), name
+    )
 
 
 class MindBackbone:
@@ -97,7 +121,10 @@ class MindBackbone:
             if c.smoothing_sigma_vox > 0:
                 x = gaussian_smooth(x, c.smoothing_sigma_vox)
             feats = mind_ssc(x, radius=c.radius_vox, dilation=c.dilation_vox)[0]
-        return FeatureMap([FeatureLevel(feats, image.grid, "mind-ssc")], source=image)
+            levels = [FeatureLevel(feats, image.grid, "mind-ssc")]
+            for f in c.context_pooling_vox:
+                levels.append(pooled_level(levels[0], f, f"mind-ssc pooled x{f}"))
+        return FeatureMap(levels, source=image)
 
     def estimate_memory_bytes(self, image: Image) -> int:
         # 12 output channels plus about as many intermediate shifted copies, float32
