@@ -1,0 +1,147 @@
+"""CPU benchmark: LEAF `small` preset trained from scratch on CVC-ClinicDB at 128x128.
+
+Trains with a hard wall-clock bound, with or without distillation from the weight-free
+`patch-descriptor-2d` teacher, and evaluates single-step inference on the held-out test sequences
+(split by video sequence, never by frame). Figures from a bounded CPU run are NOT comparable
+with the paper's 95.2 Dice (pretrained LDM weights, 100k steps on a GPU).
+
+    python plugins/leaf/benchmarks/cvc_cpu.py --variant both --minutes 12 --out bench-leaf
+
+Needs ../shared/data/polyp-cvc (or --data-root); writes <out>/<variant>/results.json and
+<out>/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = ("no-distill", "distill-patch")
+
+
+def config(variant: str, minutes: float, size: int, steps: int) -> dict:
+    return {
+        "architecture": {"preset": "small", "mask_downsample": 8},
+        "prediction": "x0",
+        "distillation": {
+            "enabled": variant != "no-distill",
+            "weight": 0.75,
+            "unet_block": 0,
+            "projector_hidden": 256,
+        },
+        "training": {
+            "image_size_px": size,
+            "batch_size": 4,
+            "max_steps": steps,
+            "max_minutes": minutes,
+            "lr": 5e-4,
+            "warmup_steps": 50,
+            "ema_decay": 0.99,
+            "checkpoint_every_steps": 100,
+            "validate_every_steps": 10**9,
+            "teacher_image_size_px": None,
+        },
+    }
+
+
+def run_one(args: argparse.Namespace, variant: str) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from medfeat_leaf.config import ImageMaskFolderConfig, LeafConfig
+    from medfeat_leaf.data import ImageMaskFolder
+    from medfeat_leaf.head import LeafHead, load_trained
+    from medfeat_leaf.teachers import PatchDescriptor2D
+    from medfeat_leaf.train import evaluate
+
+    from medfeat.context import RunContext, seed_everything
+
+    seed_everything(args.seed)
+    out = Path(args.out) / variant
+    data = ImageMaskFolder(ImageMaskFolderConfig(root=args.data_root, grouping="cvc-clinicdb"))
+    train = list(data.segmentation_samples("train"))
+    val = list(data.segmentation_samples("validation"))
+    test = list(data.segmentation_samples("test"))
+    cfg = LeafConfig.model_validate(config(variant, args.minutes, args.size, args.max_steps))
+    teacher = PatchDescriptor2D(patch_size_px=16) if variant != "no-distill" else None
+    head = LeafHead(cfg, RunContext(seed=args.seed, out_dir=out))
+    t0 = time.time()
+    fit = head.fit(train, val, out, RunContext(seed=args.seed, out_dir=out), backbone=teacher)
+    wall = time.time() - t0
+    model = load_trained(out / "leaf.pt")
+    test_scores = evaluate(model, test, args.size, "cpu", seed=0)
+    result = {
+        "variant": variant,
+        "splits": {"train": len(train), "validation": len(val), "test": len(test)},
+        "test_groups": sorted({s.group for s in test}),
+        "steps": fit["steps"],
+        "train_wall_s": wall,
+        "final_loss": fit.get("final_loss"),
+        "validation": fit.get("validation"),
+        "test": test_scores,
+        "config": cfg.model_dump(mode="json"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": args.threads,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| variant | steps | train wall (s) | test Dice % | test IoU % | val Dice % | test images |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['variant']} | {r['steps']} | {r['train_wall_s']:.0f} | {100 * r['test']['dice']:.1f} "
+            f"| {100 * r['test']['iou']:.1f} | {100 * r['validation']['dice']:.1f} | {r['test']['n']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--variant", choices=[*VARIANTS, "both"], default="both")
+    p.add_argument("--data-root", type=Path, default=Path("../shared/data/polyp-cvc"))
+    p.add_argument("--out", type=Path, default=Path("bench-leaf"))
+    p.add_argument("--minutes", type=float, default=12.0, help="training wall-clock bound per run")
+    p.add_argument("--max-steps", type=int, default=100_000)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if not (args.data_root / "images").is_dir():
+        print(f"{args.data_root} not found: the CVC-ClinicDB frames are needed.", file=sys.stderr)
+        return 2
+    if args.variant != "both":
+        run_one(args, args.variant)
+        return 0
+    # both variants in parallel, one process (and thread) each: same conditions for both
+    procs = [
+        subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--variant", v])
+        for v in VARIANTS
+    ]
+    if any(proc.wait() for proc in procs):
+        return 1
+    results = [json.loads((args.out / v / "results.json").read_text()) for v in VARIANTS]
+    (args.out / "results.md").write_text(table(results))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

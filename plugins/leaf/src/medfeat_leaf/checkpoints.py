@@ -1,0 +1,252 @@
+"""Strict loaders for the official LDM checkpoints and for diffusers-format folders (local only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medfeat.errors import CheckpointError
+from medfeat_leaf.networks import UNetSpec
+
+UNET_PREFIX = "model.diffusion_model."
+UNET_SOURCE = (
+    "the CompVis latent-diffusion release: LDM lsun_churches (LDM-KL-8), "
+    "https://ommer-lab.com/files/latent-diffusion/lsun_churches.zip (model.ckpt)"
+)
+VAE_SOURCE = (
+    "the CompVis kl-f8 first-stage model: "
+    "https://ommer-lab.com/files/latent-diffusion/kl-f8.zip (model.ckpt)"
+)
+_DIFFUSERS_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def read_state_dict(path: Path, what: str, source: str) -> dict[str, torch.Tensor]:
+    """Tensors of a .ckpt/.pt/.bin/.safetensors file (a Lightning ``state_dict`` is unwrapped)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in _DIFFUSERS_FILES:
+            if (path / name).is_file():
+                return read_state_dict(path / name, what, source)
+        raise CheckpointError(
+            f"{what}: folder {path} holds no diffusers weights ({' or '.join(_DIFFUSERS_FILES)}).",
+            remedy=f"Point to the checkpoint file or a diffusers folder; the weights come from {source}.",
+        )
+    if not path.is_file():
+        raise CheckpointError(
+            f"{what}: checkpoint {path} does not exist.",
+            remedy=f"Download it yourself from {source} and give its local path (nothing is downloaded).",
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or pickled objects
+        raise CheckpointError(
+            f"{what}: {path} could not be read as a weights file ({type(exc).__name__}: "
+            f"{str(exc)[:200]}).",
+            remedy=f"Re-download it from {source}; a file holding pickled objects besides tensors can "
+            "be re-saved as a plain state dict with torch.save(ckpt['state_dict'], ...).",
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{what}: {path} does not hold a state dict of tensors.",
+            remedy=f"Use the checkpoint from {source}.",
+        )
+    return state
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
+    """``load_state_dict(strict=True)`` with a readable :class:`CheckpointError` on mismatch."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k}: expected {tuple(own[k].shape)}, found {tuple(state[k].shape)}"
+        for k in own.keys() & state.keys()
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            part
+            for part in (
+                f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "",
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})" if unexpected else "",
+                f"{len(wrong)} with other shapes (e.g. {wrong[:2]})" if wrong else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{what}: the checkpoint does not match the architecture: {detail}.",
+            remedy=f"Use the checkpoint from {source} with the matching architecture preset.",
+        )
+    module.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------- U-Net (CompVis openaimodel)
+_RES = {
+    "in_layers.0": "norm1",
+    "in_layers.2": "conv1",
+    "emb_layers.1": "time_emb_proj",
+    "out_layers.0": "norm2",
+    "out_layers.3": "conv2",
+    "skip_connection": "conv_shortcut",
+}
+
+
+def _resblock(src: dict, old: str, new: str, out: dict) -> None:
+    for a, b in _RES.items():
+        for p in ("weight", "bias"):
+            key = f"{old}.{a}.{p}"
+            if key in src:
+                out[f"{new}.{b}.{p}"] = src.pop(key)
+
+
+def _attention(src: dict, old: str, new: str, heads: int, out: dict) -> None:
+    """LDM AttentionBlock (legacy qkv order: heads x [q, k, v] x head_dim) -> diffusers Attention."""
+    out[f"{new}.group_norm.weight"] = src.pop(f"{old}.norm.weight")
+    out[f"{new}.group_norm.bias"] = src.pop(f"{old}.norm.bias")
+    w = src.pop(f"{old}.qkv.weight")
+    b = src.pop(f"{old}.qkv.bias")
+    ch = w.shape[1]
+    w = w.reshape(heads, 3, ch // heads, ch)
+    b = b.reshape(heads, 3, ch // heads)
+    for i, name in enumerate(("to_q", "to_k", "to_v")):
+        out[f"{new}.{name}.weight"] = w[:, i].reshape(ch, ch).contiguous()
+        out[f"{new}.{name}.bias"] = b[:, i].reshape(ch).contiguous()
+    out[f"{new}.to_out.0.weight"] = src.pop(f"{old}.proj_out.weight").reshape(ch, ch)
+    out[f"{new}.to_out.0.bias"] = src.pop(f"{old}.proj_out.bias")
+
+
+def convert_ldm_unet(state: dict[str, torch.Tensor], spec: UNetSpec) -> dict[str, torch.Tensor]:
+    """CompVis ``openaimodel.UNetModel`` keys (prefix stripped) -> :func:`build_unet` keys.
+
+    Every source key is consumed; leftovers raise :class:`CheckpointError` (strict).
+    """
+    src = dict(state)
+    out: dict[str, torch.Tensor] = {}
+    try:
+        for p in ("weight", "bias"):
+            out[f"conv_in.{p}"] = src.pop(f"input_blocks.0.0.{p}")
+            out[f"time_embedding.linear_1.{p}"] = src.pop(f"time_embed.0.{p}")
+            out[f"time_embedding.linear_2.{p}"] = src.pop(f"time_embed.2.{p}")
+            out[f"conv_norm_out.{p}"] = src.pop(f"out.0.{p}")
+            out[f"conv_out.{p}"] = src.pop(f"out.2.{p}")
+        levels, layers, heads = len(spec.channels), spec.layers_per_level, spec.num_heads
+        block = 1
+        for lvl in range(levels):
+            for j in range(layers):
+                _resblock(src, f"input_blocks.{block}.0", f"down_blocks.{lvl}.resnets.{j}", out)
+                if spec.attention[lvl]:
+                    _attention(
+                        src,
+                        f"input_blocks.{block}.1",
+                        f"down_blocks.{lvl}.attentions.{j}",
+                        heads,
+                        out,
+                    )
+                block += 1
+            if lvl < levels - 1:
+                _resblock(src, f"input_blocks.{block}.0", f"down_blocks.{lvl}.downsamplers.0", out)
+                block += 1
+        _resblock(src, "middle_block.0", "mid_block.resnets.0", out)
+        _attention(src, "middle_block.1", "mid_block.attentions.0", heads, out)
+        _resblock(src, "middle_block.2", "mid_block.resnets.1", out)
+        block = 0
+        for u in range(levels):
+            attn = spec.attention[levels - 1 - u]
+            for j in range(layers + 1):
+                _resblock(src, f"output_blocks.{block}.0", f"up_blocks.{u}.resnets.{j}", out)
+                if attn:
+                    _attention(
+                        src, f"output_blocks.{block}.1", f"up_blocks.{u}.attentions.{j}", heads, out
+                    )
+                if u < levels - 1 and j == layers:
+                    _resblock(
+                        src,
+                        f"output_blocks.{block}.{2 if attn else 1}",
+                        f"up_blocks.{u}.upsamplers.0",
+                        out,
+                    )
+                block += 1
+    except KeyError as exc:
+        raise CheckpointError(
+            f"LDM U-Net: key {UNET_PREFIX}{exc.args[0]} is missing from the checkpoint.",
+            remedy=f"Use the U-Net of {UNET_SOURCE} with the ldm-kl-8 preset.",
+        ) from None
+    if src:
+        raise CheckpointError(
+            f"LDM U-Net: {len(src)} checkpoint keys have no place in the architecture "
+            f"(e.g. {sorted(src)[:3]}).",
+            remedy=f"Use the U-Net of {UNET_SOURCE} with the ldm-kl-8 preset.",
+        )
+    return out
+
+
+def load_ldm_unet(path: Path, unet: nn.Module, spec: UNetSpec) -> None:
+    """CompVis LDM checkpoint (U-Net under ``model.diffusion_model.``) or diffusers folder -> ``unet``."""
+    what = "LDM U-Net"
+    state = read_state_dict(path, what, UNET_SOURCE)
+    if Path(path).is_dir():
+        load_strict(unet, state, what, UNET_SOURCE)
+        return
+    sub = {k[len(UNET_PREFIX) :]: v for k, v in state.items() if k.startswith(UNET_PREFIX)}
+    if not sub:
+        kind = "a VAE" if any(k.startswith("encoder.") for k in state) else "something else"
+        raise CheckpointError(
+            f"{what}: {path} has no key under {UNET_PREFIX!r}; it looks like {kind} "
+            f"(first keys: {list(state)[:3]}).",
+            remedy=f"Give the full LDM checkpoint of {UNET_SOURCE} as unet_checkpoint.",
+        )
+    load_strict(unet, convert_ldm_unet(sub, spec), what, UNET_SOURCE)
+
+
+# ---------------------------------------------------------------- kl-f8 VAE
+_VAE_PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+
+
+def load_kl_vae(path: Path, vae: nn.Module) -> None:
+    """Standalone kl-f8 checkpoint (loss/discriminator keys ignored), full LDM checkpoint
+    (``first_stage_model.``) or diffusers AutoencoderKL folder -> ``vae``."""
+    what = "kl-f8 VAE"
+    state = read_state_dict(path, what, VAE_SOURCE)
+    if Path(path).is_dir():
+        load_strict(vae, state, what, VAE_SOURCE)
+        return
+    if any(k.startswith("first_stage_model.") for k in state):
+        state = {
+            k[len("first_stage_model.") :]: v
+            for k, v in state.items()
+            if k.startswith("first_stage_model.")
+        }
+    state = {k: v for k, v in state.items() if not k.startswith("loss.")}
+    stray = [k for k in state if not k.startswith(_VAE_PARTS)]
+    if stray or not state:
+        raise CheckpointError(
+            f"{what}: {path} is not a kl-f8 autoencoder checkpoint "
+            f"({'no keys' if not state else f'unexpected keys such as {stray[:3]}'}).",
+            remedy=f"Give the kl-f8 checkpoint from {VAE_SOURCE} as vae_checkpoint.",
+        )
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    n = len(vae.config.block_out_channels)
+    converted = convert_ldm_vae_checkpoint(
+        state,
+        {
+            "down_block_types": ("DownEncoderBlock2D",) * n,
+            "up_block_types": ("UpDecoderBlock2D",) * n,
+        },
+    )
+    if len(converted) != len(state):
+        used = len(converted)
+        raise CheckpointError(
+            f"{what}: only {used} of {len(state)} checkpoint tensors map onto the autoencoder.",
+            remedy=f"Give the kl-f8 checkpoint from {VAE_SOURCE} as vae_checkpoint.",
+        )
+    load_strict(vae, converted, what, VAE_SOURCE)

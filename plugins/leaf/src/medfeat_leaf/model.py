@@ -1,0 +1,130 @@
+"""LEAF: the trainable image encoder, the frozen mask codec, the U-Net and the REPA projector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from medfeat.errors import ConfigError
+from medfeat_leaf.config import LeafConfig
+from medfeat_leaf.schedule import Schedule
+
+
+def distillation_loss(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean negative cosine similarity over tokens and batch (``[B, N, D]`` each).
+
+    The LEAF reference code divides by the batch size twice; this is the plain mean.
+    """
+    return -F.cosine_similarity(projected, teacher, dim=-1).mean()
+
+
+class LeafModel(nn.Module):
+    """Latent-diffusion segmentation: U-Net(concat(z^x, z^y_t), t) -> x0 / epsilon / v."""
+
+    def __init__(
+        self,
+        config: LeafConfig,
+        image_encoder: nn.Module,
+        mask_codec: nn.Module,
+        unet: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.image_encoder = image_encoder
+        self.mask_codec = mask_codec
+        self.unet = unet
+        self.projector: nn.Module | None = None
+        self.schedule = Schedule(config.schedule)
+        self._features: torch.Tensor | None = None
+        block = config.distillation.unet_block
+        if block >= len(unet.down_blocks) - 1:
+            raise ConfigError(
+                f"distillation.unet_block {block} is not a downsampling block of this U-Net "
+                f"(it has {len(unet.down_blocks)} levels).",
+                remedy=f"Use 0 .. {len(unet.down_blocks) - 2}.",
+            )
+        unet.down_blocks[block].register_forward_hook(self._keep_features)
+
+    # ----------------------------------------------------------------- pieces
+    def _keep_features(self, module: nn.Module, args: tuple, output: tuple) -> None:
+        self._features = output[0]
+
+    @property
+    def token_channels(self) -> int:
+        return int(self.unet.config.block_out_channels[self.config.distillation.unet_block])
+
+    def token_grid(self, image_size_px: int) -> tuple[int, int]:
+        """Student token grid for square images of ``image_size_px``."""
+        n = (
+            image_size_px
+            // self.mask_codec.downsample
+            // 2 ** (self.config.distillation.unet_block + 1)
+        )
+        return n, n
+
+    def add_projector(self, teacher_dim: int) -> None:
+        from medfeat_leaf.networks import build_projector
+
+        hidden = self.config.distillation.projector_hidden
+        self.projector = build_projector(self.token_channels, hidden, teacher_dim)
+
+    def trainable_modules(self) -> nn.ModuleDict:
+        mods = {"image_encoder": self.image_encoder, "unet": self.unet}
+        if self.projector is not None:
+            mods["projector"] = self.projector
+        return nn.ModuleDict(mods)
+
+    def denoise(self, z_x: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.unet(torch.cat([z_x, z_t], dim=1), t).sample
+
+    # ----------------------------------------------------------------- training
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """Same as :meth:`loss` (so that DistributedDataParallel wraps the whole step)."""
+        return self.loss(*args, **kwargs)
+
+    def loss(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generator: torch.Generator,
+        teacher_tokens: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Diffusion L1 loss (+ lambda * distillation) for images in [-1, 1] and {0, 1} masks."""
+        with torch.no_grad():
+            z_y = self.mask_codec.encode(masks)
+        z_x = self.image_encoder(images)
+        b = images.shape[0]
+        t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator).to(images.device)
+        noise = torch.randn(z_y.shape, generator=generator).to(z_y)
+        z_t = self.schedule.add_noise(z_y, noise, t)
+        out = self.denoise(z_x, z_t, t)
+        target = self.schedule.target(self.config.prediction, z_y, noise, t)
+        diffusion = F.l1_loss(out.float(), target.float())
+        result = {"diffusion": diffusion, "total": diffusion}
+        if teacher_tokens is not None and self.projector is not None:
+            feats = self._features.flatten(2).transpose(1, 2)
+            distill = distillation_loss(self.projector(feats).float(), teacher_tokens.float())
+            result["distill"] = distill
+            result["total"] = diffusion + self.config.distillation.weight * distill
+        return result
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict_probability(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Single step at t = T - 1 from pure noise: x0 estimate -> decoded mask in [0, 1]."""
+        z_x = self.image_encoder(images)
+        h, w = z_x.shape[-2:]
+        shape = (images.shape[0], self.mask_codec.latent_channels, h, w)
+        z_t = torch.randn(shape, generator=generator).to(z_x)
+        t = torch.full((images.shape[0],), self.schedule.num_steps - 1, device=images.device)
+        x0 = self.schedule.to_x0(self.config.prediction, self.denoise(z_x, z_t, t), z_t, t)
+        return self.mask_codec.decode(x0)
+
+    def predict_mask(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Binary mask ``[B, 1, H, W]``: decoded channel mean > threshold."""
+        return self.predict_probability(images, generator) > self.config.threshold

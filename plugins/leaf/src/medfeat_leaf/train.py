@@ -1,0 +1,254 @@
+"""Training loop: AdamW, warm-up then constant LR, EMA, clipping, bf16, atomic resumable checkpoints.
+
+Every random draw of step ``k`` (batch order, flips, timesteps, noise, dropout) derives from
+``(seed, k)``, so a run interrupted and resumed from its last checkpoint reproduces the
+uninterrupted run exactly. Multi-GPU: launch with ``torchrun``; each rank takes its share of
+every global batch (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medfeat_leaf.metrics import mean_dice_iou
+from medfeat_leaf.model import LeafModel
+from medfeat_leaf.teachers import teacher_tokens
+from medfeat_leaf.tensors import image_tensor, mask_tensor, to_input_grid
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+FINAL = "leaf.pt"
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**62)
+
+
+class _Batches:
+    """Global batch ``k`` = positions [k*B, (k+1)*B) of an endless stream of seeded epochs."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        self.n, self.batch, self.seed = n, batch, seed
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(_step_seed(self.seed, -1 - epoch))
+            self._perms = {epoch: torch.randperm(self.n, generator=g)}
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> torch.Tensor:
+        pos = range(step * self.batch, (step + 1) * self.batch)
+        return torch.stack([self._perm(p // self.n)[p % self.n] for p in pos])
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    from medfeat.io.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def evaluate(
+    model: LeafModel,
+    samples,
+    size_px: int,
+    device: str,
+    seed: int = 0,
+    weights: nn.Module | None = None,
+) -> dict[str, float]:
+    """Mean Dice/IoU of single-step predictions on the samples' own grids."""
+    pairs = []
+    g = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    for s in samples:
+        x = image_tensor(s.image, size_px)[None].to(device) * 2 - 1
+        pred = model.predict_mask(x, g)[0].cpu()
+        pairs.append((to_input_grid(pred, s.image).numpy(), s.labels.numpy() > 0))
+    model.train(was_training)
+    return mean_dice_iou(pairs)
+
+
+class Trainer:
+    """Fits a :class:`LeafModel` on segmentation samples; optional teacher for distillation."""
+
+    def __init__(self, model: LeafModel, out_dir: Path, context, teacher=None) -> None:
+        self.model, self.out_dir, self.context, self.teacher = (
+            model,
+            Path(out_dir),
+            context,
+            teacher,
+        )
+        self.cfg = model.config.training
+        self.rank, self.world = _dist()
+        self.device = context.device
+        if self.world > 1 and self.device.startswith("cuda"):
+            self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+    # ----------------------------------------------------------------- data
+    def _tensors(self, samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        size = self.cfg.image_size_px
+        images = torch.stack([image_tensor(s.image, size) for s in samples])
+        masks = torch.stack([mask_tensor(s.labels, size) for s in samples])
+        tokens = None
+        if self.teacher is not None:
+            grid = self.model.token_grid(size)
+            tsize = self.cfg.teacher_image_size_px or size
+            tokens = torch.stack(
+                [
+                    teacher_tokens(self.teacher, image_tensor(s.image, tsize), grid)
+                    for s in self.context.progress.track(samples, "Teacher tokens")
+                ]
+            ).reshape(len(samples), *grid, -1)
+        return images, masks, tokens
+
+    # ----------------------------------------------------------------- state
+    def _state(self, step, opt, sched, ema, history) -> dict:
+        return {
+            "step": step,
+            "trainable": self.model.trainable_modules().state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "ema": ema.state_dict(),
+            "history": history,
+        }
+
+    def fit(self, train, validation) -> dict:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        cfg, model = self.cfg, self.model
+        images, masks, tokens = self._tensors(train)
+        if tokens is not None and model.projector is None:
+            model.add_projector(tokens.shape[-1])
+        model.to(self.device).train()
+        trainable = model.trainable_modules()
+        params = [p for p in trainable.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = cfg.warmup_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
+        )
+        ema = AveragedModel(
+            trainable, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+        )
+        step, history = 0, []
+        ckpt = self.out_dir / CHECKPOINT
+        if cfg.resume and ckpt.is_file():
+            state = torch.load(ckpt, map_location=self.device, weights_only=True)
+            trainable.load_state_dict(state["trainable"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            ema.load_state_dict(state["ema"])
+            step, history = int(state["step"]), list(state["history"])
+            self.context.progress.log(f"LEAF: resuming from step {step} ({ckpt})")
+        net: nn.Module = model
+        if self.world > 1:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.startswith("cuda") else None
+            )
+        batches = _Batches(len(images), cfg.batch_size * self.world, self.context.seed)
+        autocast = self.device.startswith("cuda") and cfg.bf16
+        start, losses = time.monotonic(), []
+        report = self.context.progress.callback("LEAF training")
+        while step < cfg.max_steps:
+            if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
+                self.context.progress.log(f"LEAF: wall-clock bound reached at step {step}")
+                break
+            seed = _step_seed(self.context.seed, step)
+            torch.manual_seed(seed)  # dropout
+            g = torch.Generator().manual_seed(seed)
+            idx = batches.indices(step)[
+                self.rank * cfg.batch_size : (self.rank + 1) * cfg.batch_size
+            ]
+            x, m = images[idx] * 2 - 1, masks[idx]
+            tok = tokens[idx] if tokens is not None else None
+            if cfg.hflip:
+                flips = torch.rand(len(idx), 2, generator=g) < 0.5
+                for i, (fh, fv) in enumerate(flips.tolist()):
+                    dims = [d for d, f in ((-1, fh), (-2, fv)) if f]
+                    if dims:
+                        x[i], m[i] = x[i].flip(dims), m[i].flip(dims)
+                        if tok is not None:
+                            tok[i] = tok[i].flip([d - 1 for d in dims])  # [h, w, D]
+            x, m = x.to(self.device), m.to(self.device)
+            tok = tok.flatten(1, 2).to(self.device) if tok is not None else None
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                out = net(x, m, g, tok)
+            opt.zero_grad(set_to_none=True)
+            out["total"].backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            ema.update_parameters(trainable)
+            step += 1
+            losses.append({k: float(v.detach()) for k, v in out.items()})
+            if report:
+                report(f"step {step} loss {losses[-1]['total']:.4f}", step / cfg.max_steps)
+            if step % cfg.validate_every_steps == 0 and validation and self.rank == 0:
+                history.append({"step": step, **self._validate(ema, validation)})
+                self.context.progress.log(f"LEAF step {step}: {history[-1]}")
+            if step % cfg.checkpoint_every_steps == 0 and self.rank == 0:
+                _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+        if report:
+            report("done", 1.0)
+        if self.rank == 0:
+            _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+        final = self._final_weights(ema, trainable)
+        if self.rank == 0:
+            _atomic_save(
+                {
+                    "config": model.config.model_dump(mode="json"),
+                    "teacher_dim": None if tokens is None else int(tokens.shape[-1]),
+                    "weights": final,
+                    "step": step,
+                    **self._codec_state(),
+                },
+                self.out_dir / FINAL,
+            )
+        metrics = {"steps": step, "train_seconds": time.monotonic() - start, "history": history}
+        if losses:
+            tail = losses[-min(50, len(losses)) :]
+            metrics["final_loss"] = {k: sum(d[k] for d in tail) / len(tail) for k in tail[0]}
+        if validation and self.rank == 0:
+            self._load_weights(final)
+            metrics["validation"] = evaluate(model, validation, cfg.image_size_px, self.device)
+        return metrics
+
+    def _codec_state(self) -> dict:
+        """The frozen mask codec travels with the weights (a VAE is needed to decode)."""
+        state = self.model.mask_codec.state_dict()
+        return {"mask_codec": {k: v.detach().cpu() for k, v in state.items()}} if state else {}
+
+    def _final_weights(self, ema, trainable) -> dict:
+        src = ema.module if self.model.config.use_ema else trainable
+        return {k: v.detach().cpu().clone() for k, v in src.state_dict().items()}
+
+    def _load_weights(self, weights: dict) -> None:
+        self.model.trainable_modules().load_state_dict(weights)
+
+    def _validate(self, ema, validation) -> dict:
+        trainable = self.model.trainable_modules()
+        backup = {k: v.detach().clone() for k, v in trainable.state_dict().items()}
+        src = ema.module if self.model.config.use_ema else trainable
+        trainable.load_state_dict(src.state_dict())
+        try:
+            return evaluate(self.model, validation, self.cfg.image_size_px, self.device)
+        finally:
+            trainable.load_state_dict(backup)
