@@ -27,10 +27,12 @@ class MaisiDiftBackbone:
 
         self.config, self.device, self.seed = config, torch.device(device), seed
         ae_spec, unet_spec = SPECS[config.architecture]
-        self.unet_spec = unet_spec
+        self.ae_spec, self.unet_spec = ae_spec, unet_spec
         cuda = self.device.type == "cuda"
-        self.autoencoder = build_autoencoder(ae_spec, num_splits=config.autoencoder_num_splits)
-        self.unet = build_unet(unet_spec, use_flash_attention=cuda and _has_flash())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # reproducible random weights; checkpoints overwrite them
+            self.autoencoder = build_autoencoder(ae_spec, num_splits=config.autoencoder_num_splits)
+            self.unet = build_unet(unet_spec, use_flash_attention=cuda and _has_flash())
         if config.random_weights:
             log.warning("maisi-dift runs on RANDOM weights: features are not meaningful.")
             self.scale_factor = config.random_scale_factor
@@ -50,7 +52,7 @@ class MaisiDiftBackbone:
         n = 1
         for d in image.grid.shape:
             n *= round_half_even_multiple(d, m)
-        first = self.unet_spec.num_channels[0] if self.config.architecture == "tiny" else 64
+        first = self.ae_spec.num_channels[0]
         per_split = max(1, self.config.autoencoder_num_splits)
         return int(4 * n * first * (2 + 4 / per_split))
 

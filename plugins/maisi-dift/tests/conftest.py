@@ -1,0 +1,58 @@
+"""Fixtures of the maisi-dift tests: tiny random MAISI networks and small CT-like volumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+MANIFESTS = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "checkpoints"
+
+
+@pytest.fixture
+def manifest():
+    """``manifest(name)``: key -> shape of an official checkpoint (skips when the file is absent)."""
+
+    def load(name: str) -> dict[str, list[int]]:
+        path = MANIFESTS / f"{name}.json"
+        if not path.is_file():
+            pytest.skip(f"checkpoint manifest {path} is not available")
+        return json.loads(path.read_text())
+
+    return load
+
+
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(**options)``: a maisi-dift config on tiny random networks."""
+    from medfeat_maisi_dift.config import MaisiDiftConfig
+
+    def make(**kw):
+        base = dict(
+            random_weights=True, architecture="tiny", size_multiple_vox=32, intensity="unit"
+        )
+        return MaisiDiftConfig(**{**base, **kw})
+
+    return make
+
+
+@pytest.fixture
+def tiny_backbone(tiny_config):
+    from medfeat_maisi_dift.backbone import MaisiDiftBackbone
+
+    return MaisiDiftBackbone(tiny_config(), seed=3)
+
+
+@pytest.fixture
+def ct_image():
+    """A smooth 3D volume in [0, 1] (numpy shape 30x36x40) on an oblique-free LPS grid."""
+    from medfeat.geometry import Grid, Image
+
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.random((1, 1, 6, 7, 8)).astype(np.float32))
+    data = torch.nn.functional.interpolate(coarse, size=(30, 36, 40), mode="trilinear")[0, 0]
+    grid = Grid.from_shape((30, 36, 40), spacing=(1.5, 1.2, 2.0), origin=(10.0, -5.0, 3.0))
+    return Image(data.numpy(), grid, {"name": "ct"})
