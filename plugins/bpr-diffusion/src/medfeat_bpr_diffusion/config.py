@@ -1,0 +1,189 @@
+"""Config models of every component of the plugin (pydantic only: importing this stays light)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- preprocessing
+class PreprocessConfig(Strict):
+    """vox2vec preprocessing: canonical orientation, resampling, body crop, HU window -> [0, 1]."""
+
+    spacing_mm: tuple[float, float, float] = Field(
+        (1.0, 1.0, 2.0), description="Target spacing (ITK order x, y, z) of the canonical grid."
+    )
+    window_hu: tuple[float, float] = Field(
+        (-1350.0, 1000.0), description="HU window mapped linearly to [0, 1] (clipped)."
+    )
+    body_threshold_hu: float = Field(
+        -500.0, description="Voxels above this HU belong to the body (for the body crop)."
+    )
+    crop_to_body: bool = Field(
+        True, description="Crop the canonical grid to the body's bounding box."
+    )
+    margin_mm: float = Field(4.0, ge=0, description="Margin around the body bounding box.")
+    background_hu: float = Field(-1024.0, description="Value outside the scan after resampling.")
+
+
+# ----------------------------------------------------------------------------- coordinates
+class ComponentSection(Strict):
+    """A nested component section: a registered ``name`` plus its options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BBoxCoordinatesConfig(Strict):
+    body_threshold_hu: float = Field(
+        -500.0, description="Voxels above this HU are body; their bounding box spans [0, 1]."
+    )
+    stride_vox: int = Field(1, ge=1, description="Output stride (coordinates are smooth).")
+
+
+class BPRCoordinatesConfig(Strict):
+    checkpoint: Path = Field(
+        description="Local MIC-DKFZ Body Part Regression weights: the `model.pt` of the public model "
+        "folder, or the folder itself."
+    )
+    batch_slices: int = Field(16, ge=1, description="Slices per forward pass.")
+    score_scale: float = Field(
+        0.01, description="Scores are multiplied by this (slice scores span about -10..110)."
+    )
+
+
+# ----------------------------------------------------------------------------- network
+class UNetConfig(Strict):
+    """3D DDPM U-Net: ResNet blocks, linear attention at high-resolution levels, full attention where
+    a level's channels reach its number of tokens (and always in the bottleneck)."""
+
+    base_channels: int = Field(64, ge=4, description="Channels of the first level.")
+    channel_mults: tuple[int, ...] = Field((1, 2, 4, 8), description="Channel factor per level.")
+    num_res_blocks: int = Field(2, ge=1, description="ResNet blocks per level.")
+    attention_heads: int = Field(4, ge=1)
+    attention_head_channels: int = Field(32, ge=4)
+    groups: int = Field(8, ge=1, description="GroupNorm groups.")
+    attention: Literal["paper", "none", "linear", "full"] = Field(
+        "paper",
+        description="paper: linear attention where tokens > channels, full attention otherwise; "
+        "none/linear/full force one kind at every level.",
+    )
+
+
+class DiffusionConfig(Strict):
+    num_train_timesteps: int = Field(1000, ge=10)
+    schedule: Literal["linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"] = "linear_beta"
+    beta_start: float = 1e-4
+    beta_end: float = 2e-2
+
+
+# ----------------------------------------------------------------------------- pretrainer
+class PretrainConfig(Strict):
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    coordinates: ComponentSection = Field(
+        default_factory=lambda: ComponentSection(name="bbox-normalised"),
+        description="Coordinate provider whose maps are concatenated to the noisy patch.",
+    )
+    unet: UNetConfig = Field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    patch_size_vox: tuple[int, int, int] = Field(
+        (32, 128, 128), description="Training patch, numpy order (k, j, i)."
+    )
+    batch_size: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    max_steps: int = Field(100_000, ge=1, description="Optimiser steps (the paper: 3000 epochs).")
+    max_wall_time_min: float | None = Field(
+        None, gt=0, description="Stop (with a checkpoint) after this many minutes."
+    )
+    patches_per_volume: int = Field(
+        8, ge=1, description="Patches drawn from a volume before streaming the next one."
+    )
+    cache_volumes: int = Field(2, ge=1, description="Preprocessed volumes kept in memory.")
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    checkpoint_every_steps: int = Field(500, ge=1)
+    resume: bool = Field(True, description="Continue from out_dir/checkpoints/last.pt if present.")
+    bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    grad_clip: float | None = Field(1.0, gt=0)
+    log_every_steps: int = Field(50, ge=1)
+
+    @field_validator("patch_size_vox")
+    @classmethod
+    def _divisible(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(s < 4 for s in v):
+            raise ValueError("patch_size_vox entries must be >= 4")
+        return v
+
+
+# ----------------------------------------------------------------------------- backbone
+class BackboneConfig(Strict):
+    checkpoint: Path | None = Field(
+        None, description="A checkpoint written by the `bpr-ddpm` pretrainer (`last.pt`)."
+    )
+    random_init: bool = Field(
+        False,
+        description="Without checkpoint: use a randomly initialised network (a baseline, never a "
+        "result). Uses `unet`, `preprocess` and `coordinates` below.",
+    )
+    weights: Literal["ema", "raw"] = Field("ema", description="Which weights of the checkpoint.")
+    timesteps: list[int] = Field([10, 30, 60], min_length=1, description="Noise levels t.")
+    feature_levels: list[int] = Field(
+        [0, 1, 2, 3], min_length=1, description="Decoder levels to output (0 = full resolution)."
+    )
+    patch_size_vox: tuple[int, int, int] | None = Field(
+        None, description="Sliding window (numpy order); default: the training patch."
+    )
+    overlap: float = Field(0.5, ge=0, lt=1, description="Sliding-window overlap fraction.")
+    noise_seed: int = Field(0, description="Seed of the (fixed) noise added at each timestep.")
+    # only used with random_init (a checkpoint carries its own)
+    unet: UNetConfig = Field(default_factory=UNetConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    coordinates: ComponentSection = Field(
+        default_factory=lambda: ComponentSection(name="bbox-normalised")
+    )
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+
+
+# ----------------------------------------------------------------------------- heads
+class ProbeConfig(Strict):
+    label_ids: list[int] | None = Field(
+        None, description="Label values to segment (default: every non-zero label in training)."
+    )
+    hidden_channels: int = Field(128, ge=1, description="FPN channels (fpn-probe only).")
+    lr: float = Field(3e-4, gt=0)
+    steps: int = Field(45_000, ge=1, description="Optimiser steps (vox2vec: 150 x 300).")
+    max_wall_time_min: float | None = Field(None, gt=0)
+    batch_size: int = Field(7, ge=1)
+    crop_size_vox: tuple[int, int, int] = Field(
+        (32, 128, 128), description="Training crop on the finest feature grid (numpy order)."
+    )
+    overlap: float = Field(0.5, ge=0, lt=1, description="Sliding-window overlap at inference.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Sigmoid threshold of a class.")
+    dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice term (BCE has 1).")
+
+
+# ----------------------------------------------------------------------------- datasets
+class CTVolumesConfig(Strict):
+    paths: list[str] = Field(min_length=1, description="Files or glob patterns of CT volumes.")
+    unit_range_hu: tuple[float, float] | None = Field(
+        None,
+        description="For images already scaled to [0, 1] (e.g. lung4dct): the HU range they were "
+        "scaled from, to map them back to HU. Leave unset for images in HU.",
+    )
+
+
+class ZSplitConfig(Strict):
+    image: Path = Field(description="CT volume (HU).")
+    labels: Path = Field(description="Label map on the image's grid.")
+    train_slices: tuple[int, int] = Field(description="[start, stop) along numpy axis 0.")
+    validation_slices: tuple[int, int] | None = Field(None, description="[start, stop).")
+    test_slices: tuple[int, int] = Field(description="[start, stop).")
