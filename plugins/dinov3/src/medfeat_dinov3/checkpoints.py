@@ -221,17 +221,49 @@ def _strict_load(module: torch.nn.Module, state: dict, path: Path, source: str) 
         ) from exc
 
 
-def build_dinov3(spec: VitSpec) -> torch.nn.Module:
+def _materialise(module: torch.nn.Module, seed: int | None) -> torch.nn.Module:
+    """Allocate a module built on the ``meta`` device: random weights when ``seed`` is given
+    (normal(0, 0.02) matrices, unit norms and layer scales, zero biases), else uninitialised memory
+    that a strict state-dict load fills. Much faster than transformers' own initialisation."""
+    module = module.to_empty(device="cpu")
+    rope = getattr(module, "rope_embeddings", None)
+    if rope is not None:  # the only non-persistent buffer (DINOv3); as transformers computes it
+        rope.inv_freq = 1 / rope.base ** torch.arange(0, 1, 4 / rope.head_dim, dtype=torch.float32)
+    if seed is not None:
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                if name.endswith("bias"):
+                    p.zero_()
+                elif p.ndim == 1:  # norms and layer scales
+                    p.fill_(1.0)
+                else:
+                    p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+    return module.eval()
+
+
+def build_dinov3(spec: VitSpec, seed: int | None = None) -> torch.nn.Module:
+    """``DINOv3ViTModel`` of ``spec``: random (``seed``) or allocated for a strict load."""
     from transformers import DINOv3ViTModel
 
-    return DINOv3ViTModel(dinov3_hf_config(spec)).eval()
+    with torch.device("meta"):
+        module = DINOv3ViTModel(dinov3_hf_config(spec))
+    return _materialise(module, seed)
+
+
+def build_dinov2(spec: VitSpec, seed: int | None = None) -> torch.nn.Module:
+    """``Dinov2WithRegistersModel`` of ``spec``: random (``seed``) or allocated for a strict load."""
+    from transformers import Dinov2WithRegistersModel
+
+    with torch.device("meta"):
+        module = Dinov2WithRegistersModel(dinov2_hf_config(spec))
+    return _materialise(module, seed)
 
 
 def load_dinov3(config: Dinov3SlicesConfig) -> SliceModel:
     """The DINOv3 model of ``config``: official .pth, HF directory, or (explicitly) random weights."""
     spec = DINOV3[config.model]
-    torch.manual_seed(config.random_seed)
-    module = build_dinov3(spec)
+    module = build_dinov3(spec, config.random_seed if config.checkpoint is None else None)
     what = f"DINOv3 {config.model}"
     if config.checkpoint is None:
         if not config.random_weights:
@@ -279,11 +311,8 @@ def load_dinov3(config: Dinov3SlicesConfig) -> SliceModel:
 
 def load_dinov2(config: Dinov2SlicesConfig) -> SliceModel:
     """The DINOv2-with-registers model of ``config``: HF directory or (explicitly) random weights."""
-    from transformers import Dinov2WithRegistersModel
-
     spec = DINOV2_REG[config.model]
-    torch.manual_seed(config.random_seed)
-    module = Dinov2WithRegistersModel(dinov2_hf_config(spec)).eval()
+    module = build_dinov2(spec, config.random_seed if config.checkpoint is None else None)
     what = f"DINOv2-reg {config.model}"
     prefix = 1 + spec.num_register_tokens
     if config.checkpoint is None:

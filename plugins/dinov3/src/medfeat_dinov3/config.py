@@ -101,4 +101,9 @@ class LabelMappedFilesConfig(BaseModel):
         description="Shared label id -> the moving label ids merged into it; unlisted ids become 0."
     )
     fixed_mask: Path | None = None
+    initial_alignment: Literal["none", "image-centres", "body-centroids"] = Field(
+        "none",
+        description="Translate the moving image (and its labels) in world space before registration: "
+        "match image centres or centroids of the automatic body masks (no labels are used).",
+    )
     case_id: str = "case"

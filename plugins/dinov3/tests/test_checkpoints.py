@@ -1,0 +1,226 @@
+"""Loaders: official Meta layout vs Hugging Face layout, strictness, and clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from medfeat_dinov3.architectures import (
+    DINOV2_REG,
+    DINOV3,
+    dinov2_hf_config,
+    dinov3_hf_config,
+    official_dinov3_keys,
+)
+from medfeat_dinov3.checkpoints import load_dinov2, load_dinov3, official_to_hf
+from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3SlicesConfig
+
+from medfeat.errors import CheckpointError
+
+
+def official_forward(state: dict, spec, x: torch.Tensor) -> torch.Tensor:
+    """Patch tokens of an official DINOv3 state dict, written from the Meta layout directly
+    (fused qkv with masked bias, RoPE on patch tokens from ``periods``, LayerScale ``gamma``)."""
+    c, heads, prefix = spec.hidden_size, spec.num_heads, 1 + spec.num_register_tokens
+    t = F.conv2d(x, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=16)
+    b, _, h, w = t.shape
+    t = torch.cat(
+        [
+            state["cls_token"].expand(b, -1, -1),
+            state["storage_tokens"].expand(b, -1, -1),
+            t.flatten(2).transpose(1, 2),
+        ],
+        1,
+    )
+    ch, cw = (torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w
+    coords = 2 * torch.stack(torch.meshgrid(ch, cw, indexing="ij"), -1).flatten(0, 1) - 1
+    angles = 2 * math.pi * coords[:, :, None] / state["rope_embed.periods"][None, None, :]
+    angles = angles.flatten(1, 2).tile(2)
+    cos, sin = angles.cos(), angles.sin()
+
+    def rope(z):
+        half = z.shape[-1] // 2
+        rotated = torch.cat([-z[..., half:], z[..., :half]], -1)
+        return torch.cat(
+            [z[:, :, :prefix], z[:, :, prefix:] * cos + rotated[:, :, prefix:] * sin], 2
+        )
+
+    for n in range(spec.num_layers):
+        p = f"blocks.{n}."
+        y = F.layer_norm(t, (c,), state[p + "norm1.weight"], state[p + "norm1.bias"], 1e-5)
+        bias = state[p + "attn.qkv.bias"] * state[p + "attn.qkv.bias_mask"]
+        qkv = F.linear(y, state[p + "attn.qkv.weight"], bias).reshape(b, -1, 3, heads, c // heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(rope(q), rope(k), v).transpose(1, 2).reshape(b, -1, c)
+        t = t + state[p + "ls1.gamma"] * F.linear(
+            a, state[p + "attn.proj.weight"], state[p + "attn.proj.bias"]
+        )
+        y = F.layer_norm(t, (c,), state[p + "norm2.weight"], state[p + "norm2.bias"], 1e-5)
+        y = F.linear(F.gelu(F.linear(y, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])),
+                     state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])  # fmt: skip
+        t = t + state[p + "ls2.gamma"] * y
+    return F.layer_norm(t, (c,), state["norm.weight"], state["norm.bias"], 1e-5)[:, prefix:]
+
+
+def tokens(model, x):
+    with torch.no_grad():
+        return model.module(pixel_values=x).last_hidden_state[:, model.num_prefix_tokens :]
+
+
+@pytest.mark.parametrize("name", ["vit-s16", "vit-b16", "vit-l16"])
+def test_official_key_layout_is_the_manifest(manifest, name):
+    expected = manifest(f"dinov3_{name.replace('-', '')}")
+    assert official_dinov3_keys(DINOV3[name]) == expected
+
+
+def test_official_file_and_hf_folder_give_identical_features(
+    manifest, official_state, hf_dir, tmp_path
+):
+    """ViT-S/16 at full size: random weights built from the manifest, saved in the official layout,
+    strictly loaded; the same weights as an HF folder give the same tokens, and both agree with a
+    forward pass written directly from the Meta layout."""
+    spec = DINOV3["vit-s16"]
+    state = official_state(manifest("dinov3_vits16"), spec, seed=1)
+    torch.save(state, tmp_path / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
+    official = load_dinov3(
+        Dinov3SlicesConfig(
+            model="vit-s16", checkpoint=tmp_path / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth"
+        )
+    )
+    folder = hf_dir(tmp_path / "hf", dinov3_hf_config(spec), official_to_hf(state, spec))
+    hf = load_dinov3(Dinov3SlicesConfig(model="vit-s16", checkpoint=folder))
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    a, b = tokens(official, x), tokens(hf, x)
+    assert a.shape == (2, 12, 384)
+    assert torch.equal(a, b)
+    reference = official_forward(state, spec, x)
+    assert torch.allclose(a, reference, atol=1e-4), (a - reference).abs().max()
+    # and the random init of the plugin is not what was loaded (the load really happened)
+    random = load_dinov3(Dinov3SlicesConfig(model="vit-s16", random_weights=True))
+    assert not torch.allclose(tokens(random, x), a, atol=1e-2)
+
+
+@pytest.mark.slow
+def test_vitl16_official_file_loads_strictly(manifest, official_state, tmp_path):
+    spec = DINOV3["vit-l16"]
+    state = official_state(manifest("dinov3_vitl16"), spec)
+    path = tmp_path / "dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth"
+    torch.save(state, path)
+    del state
+    model = load_dinov3(Dinov3SlicesConfig(model="vit-l16", checkpoint=path))
+    loaded = torch.load(path, weights_only=True)
+    params = dict(model.module.named_parameters())
+    assert torch.equal(
+        params["model.layer.23.attention.o_proj.weight"], loaded["blocks.23.attn.proj.weight"]
+    )
+    q = loaded["blocks.5.attn.qkv.weight"][:1024]
+    assert torch.equal(params["model.layer.5.attention.q_proj.weight"], q)
+
+
+# ---------------------------------------------------------------------------- errors
+@pytest.fixture
+def tiny_state(official_state):
+    spec = DINOV3["tiny"]
+    return official_state(official_dinov3_keys(spec), spec)
+
+
+def load_tiny(path, model="tiny"):
+    return load_dinov3(Dinov3SlicesConfig(model=model, checkpoint=path))
+
+
+def test_missing_checkpoint_names_the_source(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist.*ai.meta.com/dinov3"):
+        load_tiny(tmp_path / "nope.pth")
+
+
+def test_no_checkpoint_and_no_random_weights_is_refused():
+    with pytest.raises(CheckpointError, match="checkpoint` is not set.*random_weights: true"):
+        load_dinov3(Dinov3SlicesConfig(model="tiny"))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n",
+            "Git LFS pointer",
+        ),
+        (b"<!DOCTYPE html><html>Request access</html>" + b" " * 5000, "HTML page"),
+        (b"", "empty file"),
+    ],
+)
+def test_placeholder_files_are_recognised(tmp_path, content, expected):
+    path = tmp_path / "dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=expected):
+        load_tiny(path)
+
+
+def test_truncated_file_is_reported(tmp_path, tiny_state):
+    path = tmp_path / "w.pth"
+    torch.save(tiny_state, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="could not be read.*truncated"):
+        load_tiny(path)
+
+
+def test_wrong_size_file_lists_the_differences(tmp_path, official_state):
+    small = DINOV3["vit-s16"]
+    torch.save(official_state(official_dinov3_keys(small), small), tmp_path / "s.pth")
+    with pytest.raises(CheckpointError, match=r"wrong shape.*Pick the `model`"):
+        load_tiny(tmp_path / "s.pth")  # a ViT-S file given to the tiny model
+
+
+def test_missing_keys_are_listed(tmp_path, tiny_state):
+    del tiny_state["blocks.1.ls2.gamma"]
+    torch.save(tiny_state, tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match=r"1 missing \(e.g. blocks.1.ls2.gamma\)"):
+        load_tiny(tmp_path / "w.pth")
+
+
+def test_unmasked_k_bias_is_refused(tmp_path, tiny_state):
+    tiny_state["blocks.0.attn.qkv.bias_mask"] = torch.ones_like(
+        tiny_state["blocks.0.attn.qkv.bias_mask"]
+    )
+    torch.save(tiny_state, tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="masked k bias"):
+        load_tiny(tmp_path / "w.pth")
+
+
+def test_wrong_rope_periods_are_refused(tmp_path, tiny_state):
+    tiny_state["rope_embed.periods"] = torch.rand(4)
+    torch.save(tiny_state, tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="RoPE periods"):
+        load_tiny(tmp_path / "w.pth")
+
+
+def test_hf_names_in_a_pth_point_to_the_folder(tmp_path, tiny_state):
+    torch.save(official_to_hf(tiny_state, DINOV3["tiny"]), tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="Hugging Face parameter names"):
+        load_tiny(tmp_path / "w.pth")
+
+
+def test_hf_folder_checks(tmp_path, tiny_state, hf_dir):
+    spec = DINOV3["tiny"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="without config.json"):
+        load_tiny(tmp_path / "empty")
+    other = dinov3_hf_config(DINOV3["vit-s16"])
+    folder = hf_dir(tmp_path / "hf", other, official_to_hf(tiny_state, spec))
+    with pytest.raises(CheckpointError, match="hidden_size=384 \\(expected 64\\)"):
+        load_tiny(folder)
+
+
+def test_dinov2_folder_round_trip_and_errors(tmp_path, hf_dir):
+    spec = DINOV2_REG["tiny"]
+    random = load_dinov2(Dinov2SlicesConfig(model="tiny", random_weights=True, random_seed=3))
+    folder = hf_dir(tmp_path / "v2", dinov2_hf_config(spec), random.module.state_dict())
+    loaded = load_dinov2(Dinov2SlicesConfig(model="tiny", checkpoint=folder))
+    x = torch.randn(1, 3, 56, 42)
+    assert torch.equal(tokens(random, x), tokens(loaded, x))
+    assert tokens(loaded, x).shape == (1, 12, 64)
+    with pytest.raises(CheckpointError, match="not a folder"):
+        load_dinov2(Dinov2SlicesConfig(model="tiny", checkpoint=tmp_path / "x.pth"))
