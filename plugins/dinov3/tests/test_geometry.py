@@ -174,3 +174,15 @@ def test_too_many_tokens_is_a_config_error():
     backbone = patch_mean_backbone(patch_grid=(200, 200))
     with pytest.raises(ConfigError, match="max_tokens_per_slice"):
         backbone.extract(Image(np.zeros((2, 8, 8), np.float32), Grid.from_shape((2, 8, 8))))
+
+
+def test_padding_slabs_are_not_anchors():
+    """Stride counts from the first non-uniform slice; slices outside the content stay zero."""
+    data = np.zeros((10, 32, 32), np.float32)
+    data[2:8] = np.random.default_rng(0).random((6, 32, 32))
+    backbone = patch_mean_backbone(patch_grid=(2, 2), slice_stride_vox=4)
+    level = backbone.extract(Image(data, Grid.from_shape(data.shape, 1.0))).levels[0]
+    assert slice_plan(10, 4, 2, 7) == [2, 6, 7]
+    assert backbone.last_stats["encoded_slices"] == 3
+    assert torch.count_nonzero(level.data[:, [0, 1, 8, 9]]) == 0
+    assert torch.count_nonzero(level.data[:, 3]) > 0

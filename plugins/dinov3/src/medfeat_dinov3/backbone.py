@@ -37,8 +37,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 class SliceBackbone:
     """DINOv3 / DINOv2 patch tokens of every slice of one plane, as a 3D feature map.
 
-    Every ``slice_stride_vox``-th slice (and the last) is encoded; uniform slices get zero features;
-    the others are linearly interpolated. The level's grid is the token grid in world space.
+    Every ``slice_stride_vox``-th slice from the first non-uniform one (and the last non-uniform
+    one) is encoded; uniform slices get zero features; the others are linearly interpolated. The level's grid is the token grid in world space.
     """
 
     memory_remedy = "Lower patch_grid/raise patch_spacing_mm, or follow the backbone with joint-pca; crop the image."
@@ -104,9 +104,16 @@ class SliceBackbone:
         view, patches = self._geometry(image)
         volume = view.apply(image.tensor(device=self.device))
         volume, modality = normalise_intensity(volume, self.config)
-        anchors = slice_plan(volume.shape[0], self.config.slice_stride_vox)
-        tokens = torch.zeros((len(anchors), self.model.hidden_size, *patches), device=self.device)
         ranges = volume.flatten(1).amax(1) - volume.flatten(1).amin(1)
+        content = torch.nonzero(ranges > self.config.uniform_tolerance).flatten().tolist()
+        if not content:
+            raise DataError(
+                f"{image.name} has no slice with varying intensity after normalisation.",
+                remedy="Check the image and the intensity settings (modality, CT window).",
+            )
+        # stride counted from the first non-uniform slice: padding slabs are not anchors
+        anchors = slice_plan(volume.shape[0], self.config.slice_stride_vox, content[0], content[-1])
+        tokens = torch.zeros((len(anchors), self.model.hidden_size, *patches), device=self.device)
         todo = [i for i, s in enumerate(anchors) if ranges[s] > self.config.uniform_tolerance]
         start = time.perf_counter()
         for b in range(0, len(todo), self.config.batch_slices):

@@ -21,8 +21,8 @@ class SliceEncodingConfig(BaseModel):
     slice_stride_vox: int = Field(
         3,
         ge=1,
-        description="Encode every k-th slice (and the last); slices in between get linearly "
-        "interpolated token features.",
+        description="Encode every k-th slice (from the first to the last non-uniform one); slices "
+        "in between get linearly interpolated token features.",
     )
     patch_spacing_mm: float = Field(
         3.0,

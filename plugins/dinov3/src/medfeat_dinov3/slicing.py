@@ -104,18 +104,21 @@ def token_grid(view_grid: Grid, patch_grid: tuple[int, int]) -> Grid:
     return view_grid.resized((view_grid.shape[0], *patch_grid))
 
 
-def slice_plan(num_slices: int, stride: int) -> list[int]:
-    """Encoded slice indices: every ``stride``-th and the last."""
-    anchors = list(range(0, num_slices, stride))
-    if anchors[-1] != num_slices - 1:
-        anchors.append(num_slices - 1)
+def slice_plan(num_slices: int, stride: int, first: int = 0, last: int | None = None) -> list[int]:
+    """Encoded slice indices: every ``stride``-th from ``first`` and ``last`` itself (default: the
+    last slice). Slices outside [first, last] are not encoded."""
+    last = num_slices - 1 if last is None else last
+    anchors = list(range(first, last + 1, stride))
+    if anchors[-1] != last:
+        anchors.append(last)
     return anchors
 
 
 def fill_between(tokens: torch.Tensor, anchors: list[int], num_slices: int) -> torch.Tensor:
-    """``[n, C, h, w]`` features of the anchor slices -> ``[C, S, h, w]``, linear in between."""
+    """``[n, C, h, w]`` features of the anchor slices -> ``[C, S, h, w]``, linear in between and
+    zero outside the first and last anchors."""
     n, c, h, w = tokens.shape
-    out = tokens.new_empty((c, num_slices, h, w))
+    out = tokens.new_zeros((c, num_slices, h, w))
     for i, s in enumerate(anchors):
         out[:, s] = tokens[i]
         if i + 1 < len(anchors):
