@@ -177,7 +177,8 @@ class CTVolumesConfig(Strict):
     unit_range_hu: tuple[float, float] | None = Field(
         None,
         description="For images already scaled to [0, 1] (e.g. lung4dct): the HU range they were "
-        "scaled from, to map them back to HU. Leave unset for images in HU.",
+        "scaled from, to map them back to HU. Applied only to images whose values lie in [0, 1]; "
+        "images in HU are read as they are.",
     )
 
 

@@ -41,9 +41,10 @@ class CTVolumes:
 
         for path in self.paths:
             image = read_image(path)
-            if self.config.unit_range_hu is not None:
+            arr = image.numpy()
+            if self.config.unit_range_hu is not None and arr.min() >= 0.0 and arr.max() <= 1.0:
                 lo, hi = self.config.unit_range_hu
-                image = image.with_data(image.numpy().astype(np.float32) * (hi - lo) + lo)
+                image = image.with_data(arr.astype(np.float32) * (hi - lo) + lo)
             yield image
 
     def __len__(self) -> int:

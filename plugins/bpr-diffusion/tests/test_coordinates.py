@@ -1,0 +1,62 @@
+"""Coordinate providers: the weight-free box coordinates and the strict Body Part Regression loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from medfeat_bpr_diffusion.bpreg import BodyPartRegressionNet, BPRCoordinates
+from medfeat_bpr_diffusion.config import BBoxCoordinatesConfig, BPRCoordinatesConfig
+from medfeat_bpr_diffusion.coordinates import BBoxCoordinates
+
+from medfeat.errors import CheckpointError
+
+
+def test_bbox_coordinates_span_the_body_box_in_world_axes(ct_pair):
+    image = ct_pair[0]  # direction diag(1, 1, -1): numpy axis 0 runs towards -z
+    fmap = BBoxCoordinates(BBoxCoordinatesConfig()).coordinates(image)
+    coords = fmap.levels[0].data
+    assert coords.shape == (3, *image.grid.shape) and fmap.levels[0].grid.same_as(image.grid)
+    body = image.numpy() > -500
+    inside = coords[:, torch.from_numpy(body)]
+    assert torch.allclose(inside.min(1).values, torch.zeros(3), atol=1e-5)
+    assert torch.allclose(inside.max(1).values, torch.ones(3), atol=1e-5)
+    z = coords[2, :, 20, 24]
+    assert bool((z[1:] < z[:-1]).all())  # world z decreases along numpy axis 0 on this grid
+
+
+@pytest.mark.slow
+def test_public_bpr_weights_load_strictly_and_score_every_slice(
+    tmp_path, make_ct, bpr_manifest, write_bpr
+):
+    assert dict(BodyPartRegressionNet().state_dict().items()).keys() == bpr_manifest.keys()
+    assert {
+        k: tuple(v.shape) for k, v in BodyPartRegressionNet().state_dict().items()
+    } == bpr_manifest
+    folder = write_bpr(tmp_path / "public_bpr_model")
+    provider = BPRCoordinates(BPRCoordinatesConfig(checkpoint=folder))
+    image = make_ct(shape=(3, 30, 30), spacing=5.0)[0]
+    fmap = provider.coordinates(image)
+    level = fmap.levels[0]
+    assert level.data.shape == (1, *level.grid.shape) and level.grid.shape[1:] == (128, 128)
+    assert level.grid.spacing[:2] == (3.5, 3.5)
+    per_slice = level.data[0]
+    assert torch.equal(per_slice, per_slice[:, :1, :1].expand_as(per_slice))  # one score per slice
+    assert np.isfinite(per_slice.numpy()).all()
+
+
+def test_bad_bpr_checkpoints_are_refused_with_the_source(tmp_path, bpr_manifest, write_bpr):
+    with pytest.raises(CheckpointError, match="Zenodo"):
+        BPRCoordinates(BPRCoordinatesConfig(checkpoint=tmp_path / "missing"))
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "model.pt").write_bytes(b"\x80\x02 truncated")
+    with pytest.raises(CheckpointError, match="truncated"):
+        BPRCoordinates(BPRCoordinatesConfig(checkpoint=tmp_path / "t"))
+    wrong = {k: v for k, v in bpr_manifest.items() if k != "conv6.bias"}
+    wrong["fc7.weight"] = (2, 512)
+    write_bpr(tmp_path / "w", wrong)
+    with pytest.raises(CheckpointError, match="1 missing keys.*shape mismatches"):
+        BPRCoordinates(BPRCoordinatesConfig(checkpoint=tmp_path / "w"))
+    torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a Body Part Regression"):
+        BPRCoordinates(BPRCoordinatesConfig(checkpoint=tmp_path / "other.pt"))
