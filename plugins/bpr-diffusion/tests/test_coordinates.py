@@ -60,3 +60,45 @@ def test_bad_bpr_checkpoints_are_refused_with_the_source(tmp_path, bpr_manifest,
     torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a Body Part Regression"):
         BPRCoordinates(BPRCoordinatesConfig(checkpoint=tmp_path / "other.pt"))
+
+
+class _TinyAPE(torch.nn.Module):
+    """Stride-4 network with APE's interface: [1, 1, D, H, W] -> [1, 3, D/4, H/4, W/4] in [0, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 3, 4, stride=4)
+
+    def forward(self, x):
+        return torch.sigmoid(self.conv(x))
+
+
+def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path, make_ct):
+    from medfeat_bpr_diffusion.ape import APECoordinates
+    from medfeat_bpr_diffusion.config import APECoordinatesConfig
+
+    torch.manual_seed(0)
+    from torch.export import Dim, export
+
+    dims = {"x": {i: 4 * Dim(f"n{i}", min=1, max=128) for i in (2, 3, 4)}}
+    program = export(_TinyAPE(), (torch.zeros(1, 1, 8, 8, 8),), dynamic_shapes=dims)
+    torch.export.save(program, str(tmp_path / "ape.pt2"))
+    image = make_ct(shape=(6, 20, 24), spacing=2.0)[0]
+    cfg = APECoordinatesConfig(
+        checkpoint=tmp_path / "ape.pt2", spacing_mm=(2.0, 2.0, 3.0), pad_multiple_vox=8
+    )
+    level = APECoordinates(cfg).coordinates(image).levels[0]
+    assert level.data.shape[0] == 3 and level.grid.spacing == (8.0, 8.0, 12.0)
+    assert (
+        level.data.shape[1:] == level.grid.shape and ((level.data >= 0) & (level.data <= 1)).all()
+    )
+    # the output grid covers the image's world box
+    lo, hi = image.grid.world_extent()
+    glo, ghi = level.grid.world_extent()
+    half = np.array(level.grid.spacing) / 2  # coarse voxel centres lie half a coarse voxel inside
+    assert (glo <= lo + half).all() and (ghi >= hi - half).all()
+    with pytest.raises(CheckpointError, match="expected \\[1, 24"):
+        APECoordinates(cfg.model_copy(update={"channels": 24})).coordinates(image)
+    torch.save(_TinyAPE().state_dict(), tmp_path / "state.pt")
+    with pytest.raises(CheckpointError, match="torch.export program"):
+        APECoordinates(cfg.model_copy(update={"checkpoint": tmp_path / "state.pt"}))

@@ -26,6 +26,12 @@ def _bpr(config: cfg.BPRCoordinatesConfig, context: Any) -> Any:
     return make_bpr(config, context)
 
 
+def _ape(config: cfg.APECoordinatesConfig, context: Any) -> Any:
+    from medfeat_bpr_diffusion.ape import make_ape
+
+    return make_ape(config, context)
+
+
 def _pretrainer(config: cfg.PretrainConfig, context: Any) -> Any:
     from medfeat_bpr_diffusion.pretrain import make_pretrainer
 
@@ -75,6 +81,12 @@ def medfeat_register_coordinate_providers(register):
         _bpr,
         config=cfg.BPRCoordinatesConfig,
         summary="MIC-DKFZ Body Part Regression (VGG16, local public weights): one score per slice.",
+    )
+    register(
+        "ape-exported",
+        _ape,
+        config=cfg.APECoordinatesConfig,
+        summary="APE-style dense 3D body-part coordinates from a local torch.export program (stride 4).",
     )
 
 

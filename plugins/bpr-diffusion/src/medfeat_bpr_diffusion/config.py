@@ -62,6 +62,22 @@ class BPRCoordinatesConfig(Strict):
     )
 
 
+class APECoordinatesConfig(Strict):
+    checkpoint: Path = Field(
+        description="Local torch.export program (.pt2) of an APE-style network: [1, 1, D, H, W] "
+        "in [0, 1] -> [1, C, D/s, H/s, W/s] coordinates."
+    )
+    spacing_mm: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.5), description="Input spacing (ITK order x, y, z); APE: 1 x 1 x 1.5 mm."
+    )
+    window_hu: tuple[float, float] = Field(
+        (-1000.0, 300.0), description="HU window mapped to [0, 1]; APE: [-1000, 300]."
+    )
+    output_stride_vox: int = Field(4, ge=1, description="Output stride of the network (APE: 4).")
+    channels: int = Field(3, ge=1, description="Coordinate channels (APE: 3, or 24 sin-cos).")
+    pad_multiple_vox: int = Field(32, ge=1, description="Input shape is padded to a multiple.")
+
+
 # ----------------------------------------------------------------------------- network
 class UNetConfig(Strict):
     """3D DDPM U-Net: ResNet blocks, linear attention at high-resolution levels, full attention where
