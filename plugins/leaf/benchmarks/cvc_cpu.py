@@ -25,7 +25,7 @@ from pathlib import Path
 VARIANTS = ("no-distill", "distill-patch")
 
 
-def config(variant: str, minutes: float, size: int, steps: int) -> dict:
+def config(variant: str, minutes: float, size: int, steps: int, lr: float, ema: float) -> dict:
     return {
         "architecture": {"preset": "small", "mask_downsample": 8},
         "prediction": "x0",
@@ -40,9 +40,9 @@ def config(variant: str, minutes: float, size: int, steps: int) -> dict:
             "batch_size": 4,
             "max_steps": steps,
             "max_minutes": minutes,
-            "lr": 5e-4,
-            "warmup_steps": 50,
-            "ema_decay": 0.99,
+            "lr": lr,
+            "warmup_steps": 20,
+            "ema_decay": ema,
             "checkpoint_every_steps": 100,
             "validate_every_steps": 10**9,
             "teacher_image_size_px": None,
@@ -68,7 +68,9 @@ def run_one(args: argparse.Namespace, variant: str) -> dict:
     train = list(data.segmentation_samples("train"))
     val = list(data.segmentation_samples("validation"))
     test = list(data.segmentation_samples("test"))
-    cfg = LeafConfig.model_validate(config(variant, args.minutes, args.size, args.max_steps))
+    cfg = LeafConfig.model_validate(
+        config(variant, args.minutes, args.size, args.max_steps, args.lr, args.ema_decay)
+    )
     teacher = PatchDescriptor2D(patch_size_px=16) if variant != "no-distill" else None
     head = LeafHead(cfg, RunContext(seed=args.seed, out_dir=out))
     t0 = time.time()
@@ -123,6 +125,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--ema-decay", type=float, default=0.98)
     args = p.parse_args()
     if not (args.data_root / "images").is_dir():
         print(f"{args.data_root} not found: the CVC-ClinicDB frames are needed.", file=sys.stderr)

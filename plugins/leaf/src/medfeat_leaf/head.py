@@ -63,6 +63,7 @@ class LeafHead:
 
         dist = self.config.distillation
         teacher = backbone if dist.enabled and dist.weight > 0 else None
+        torch.manual_seed(context.seed)  # seeded initialisation of the random parts
         self.model = build_leaf(self.config)
         trainer = Trainer(self.model, Path(out_dir), context, teacher)
         metrics = trainer.fit(list(train), list(validation))
