@@ -8,10 +8,11 @@ volume, without ever upsampling the 960-channel features.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from medfeat.components import FeatureMap, Matches
-from medfeat.geometry import PointSet
+from medfeat.geometry import Grid, PointSet
 from medfeat_maisi_dift.config import MedDiftMatcherConfig
 
 
@@ -42,42 +43,74 @@ class MedDiftMatcher:
                 "meddift-matcher needs the same feature levels and channels for both images.",
                 remedy="Use one backbone and the same feature transforms for A and B.",
             )
-        feats_a = [lv.data for lv in la]
-        feats_b = [lv.data for lv in lb]
+        # channels-last storage once: match_points' own channels-last copy is then a no-op view
+        feats_a = [_channels_last(lv.data) for lv in la]
+        feats_b = [_channels_last(lv.data) for lv in lb]
         aff_a = [lv.grid.array_index_to_world_matrix() for lv in la]
         aff_b = [lv.grid.array_index_to_world_matrix() for lv in lb]
-        candidate_level = None
-        if self.config.candidates == "image":
-            if features_b.source is None:
-                raise ConfigError(
-                    "meddift-matcher with candidates: image needs B's image grid, but the "
-                    "features of B carry no source image.",
-                    remedy="Use candidates: finest-level, or a backbone that keeps the source.",
-                )
-            # A one-channel all-zero level on B's image grid only defines the candidate voxels:
+        if self.config.candidates == "finest-level":
+            result = match_points(
+                feats_a, aff_a, feats_b, aff_b, queries.points,
+                box_half_size_mm=self.config.box_half_size_mm,
+                chunk=self.config.chunk_candidates,
+            )  # fmt: skip
+            pts = PointSet(result.positions_mm.numpy(), meta={"name": "matches in B"})
+            return Matches(pts, result.scores.numpy())
+        if features_b.source is None:
+            raise ConfigError(
+                "meddift-matcher with candidates: image needs B's image grid, but the "
+                "features of B carry no source image.",
+                remedy="Use candidates: finest-level, or a backbone that keeps the source.",
+            )
+        grid = features_b.source.grid
+        feats_a.append(torch.zeros((1, 1, 1, 1)))
+        aff_a.append(aff_a[-1])
+        n_levels = len(feats_b)
+
+        def run(points: np.ndarray, cand: Grid):
+            # A one-channel all-zero level on the candidate grid only defines the candidate voxels:
             # its cosine is 0 for every pair, so the argmax is that of the real levels and the
-            # score is rescaled below. It costs 4 bytes per voxel, not 4 * 960.
-            grid = features_b.source.grid
-            feats_a.append(torch.zeros((1, 1, 1, 1)))
-            aff_a.append(aff_a[-1])
-            feats_b.append(torch.zeros((1, *grid.shape)))
-            aff_b.append(grid.array_index_to_world_matrix())
-            candidate_level = len(feats_b) - 1
-        result = match_points(
-            feats_a,
-            aff_a,
-            feats_b,
-            aff_b,
-            queries.points,
-            candidate_level=candidate_level,
-            box_half_size_mm=self.config.box_half_size_mm,
-            chunk=self.config.chunk_candidates,
-        )
-        scores = result.scores
-        if candidate_level is not None:
-            scores = scores * len(feats_b) / (len(feats_b) - 1)
-        pts = PointSet(result.positions_mm.numpy(), meta={"name": "matches in B"})
-        return Matches(pts, scores.numpy())
+            # score is rescaled. It costs 4 bytes per candidate voxel, not 4 * 960.
+            r = match_points(
+                feats_a, aff_a,
+                [*feats_b, torch.zeros((1, *cand.shape))],
+                [*aff_b, cand.array_index_to_world_matrix()],
+                points,
+                candidate_level=n_levels,
+                box_half_size_mm=self.config.box_half_size_mm,
+                chunk=self.config.chunk_candidates,
+            )  # fmt: skip
+            return r.positions_mm.numpy(), r.scores.numpy() * (n_levels + 1) / n_levels
+
+        if self.config.box_half_size_mm is None:
+            pos, scores = run(queries.points, grid)
+        else:  # crop the candidates to each query's box before computing any similarity
+            pos = np.full(queries.points.shape, np.nan)
+            scores = np.full(len(queries), -np.inf)
+            for i, q in enumerate(queries.points):
+                cand = box_grid(grid, q, self.config.box_half_size_mm)
+                if cand is not None:
+                    p, sc = run(q[None], cand)
+                    pos[i], scores[i] = p[0], sc[0]
+        return Matches(PointSet(pos, meta={"name": "matches in B"}), scores)
+
+
+def _channels_last(data: torch.Tensor) -> torch.Tensor:
+    """The same ``[C, d, h, w]`` values, stored channels-last (a view of a contiguous copy)."""
+    return data.float().permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
+
+
+def box_grid(grid: Grid, centre_mm: np.ndarray, half_mm: float | list[float]) -> Grid | None:
+    """The sub-grid of ``grid`` holding every voxel within the axis-aligned world box, or None."""
+    half = np.broadcast_to(np.asarray(half_mm, dtype=np.float64), (3,))
+    signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * 3, indexing="ij")).reshape(3, -1).T
+    idx = grid.world_to_array_index(centre_mm[None] + signs * half)
+    lo = np.maximum(np.floor(idx.min(0) - 1e-6), 0).astype(int)
+    hi = np.minimum(np.ceil(idx.max(0) + 1e-6), np.asarray(grid.shape) - 1).astype(int)
+    if np.any(hi < lo):
+        return None
+    origin = grid.array_index_to_world(lo.astype(np.float64)[None])[0]
+    return Grid(tuple(hi - lo + 1), grid.spacing, tuple(origin), grid.direction)
 
 
 def make_meddift_matcher(config: MedDiftMatcherConfig, context) -> MedDiftMatcher:
