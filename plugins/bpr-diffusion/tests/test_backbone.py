@@ -73,3 +73,26 @@ def test_bad_options_are_config_errors(tiny_unet, context):
         backbone(tiny_unet, context, timesteps=[1000])
     with pytest.raises(ConfigError, match="divisible"):
         backbone(tiny_unet, context, patch_size_vox=[8, 15, 16])
+
+
+def test_core_matcher_finds_a_shifted_image_through_bpr_diffusion_features(
+    ct_pair, tiny_unet, context
+):
+    """The features mix with the core's correspondence matcher: a world shift is recovered exactly."""
+    from medfeat.builtins.optimisers import FeatureMatcher, MatcherConfig
+    from medfeat.geometry import PointSet
+
+    image = ct_pair[0]
+    g = image.grid
+    offset = np.array([5.0, 10.0, -5.0])
+    shifted = Image(
+        image.numpy(), Grid(g.shape, g.spacing, tuple(np.add(g.origin, offset)), g.direction)
+    )
+    bb = backbone(tiny_unet, context)
+    fa, fb = bb.extract(image), bb.extract(shifted)
+    fine = fa.levels[0].grid
+    queries = fine.array_index_to_world(
+        np.array([[3.0, 5.0, 6.0], [4.0, 8.0, 9.0], [5.0, 4.0, 10.0]])
+    )
+    matches = FeatureMatcher(MatcherConfig()).match(fa, fb, PointSet(queries))
+    assert np.allclose(matches.points.points, queries + offset, atol=1e-4)
