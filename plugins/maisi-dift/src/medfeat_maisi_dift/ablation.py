@@ -42,7 +42,7 @@ def subset_label(levels: Sequence[int]) -> str:
 
 def sweep(
     cases: Iterable,
-    make_backbone,
+    backbone,
     matcher,
     timesteps: Sequence[int],
     subsets: Sequence[Sequence[int]],
@@ -50,17 +50,18 @@ def sweep(
 ) -> dict[tuple[int, tuple[int, ...]], Cell]:
     """Extract all four levels once per (case, timestep) and match every level subset.
 
-    ``make_backbone(t)`` returns a backbone extracting levels 0..3 at timestep ``t``; only one
-    case's features are held at a time.
+    ``backbone`` is a :class:`~medfeat_maisi_dift.backbone.MaisiDiftBackbone` (one set of networks
+    for all timesteps); only one case's features are held at a time.
     """
     cells: dict[tuple[int, tuple[int, ...]], Cell] = {
         (t, tuple(s)): Cell() for t in timesteps for s in subsets
     }
-    backbones = {t: make_backbone(t) for t in timesteps}
+    base = backbone.config.model_copy(update={"levels": [0, 1, 2, 3]})
     for case in cases:
         truth = case.moving_points.points
         for t in timesteps:
-            fa, fb = backbones[t].extract(case.fixed), backbones[t].extract(case.moving)
+            backbone.config = base.model_copy(update={"timestep": t})
+            fa, fb = backbone.extract(case.fixed), backbone.extract(case.moving)
             for s in subsets:
                 pick = [fa.levels[i] for i in s], [fb.levels[i] for i in s]
                 matches = matcher.match(

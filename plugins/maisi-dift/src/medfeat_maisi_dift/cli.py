@@ -86,16 +86,11 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         seed=resolved.pipeline.seed,
         progress=progress,
     )
-    entry = registry.get("backbone", "maisi-dift")
+    model = registry.get("backbone", "maisi-dift").build(backbone.config, ctx)
     data = registry.get(comps["data"].kind, comps["data"].name).build(comps["data"].config, ctx)
-
-    def make_backbone(t: int):
-        cfg = backbone.config.model_copy(update={"timestep": t, "levels": [0, 1, 2, 3]})
-        return entry.build(cfg, ctx)
-
     cells = sweep(
         data.registration_cases(),
-        make_backbone,
+        model,
         MedDiftMatcher(matcher_cfg),
         args.timesteps,
         subsets,
