@@ -32,7 +32,11 @@ def tiny_config():
 
     def make(**kw):
         base = dict(
-            random_weights=True, architecture="tiny", size_multiple_vox=32, intensity="unit"
+            random_weights=True,
+            architecture="tiny",
+            size_multiple_vox=32,
+            intensity="unit",
+            autoencoder_num_splits=1,
         )
         return MaisiDiftConfig(**{**base, **kw})
 

@@ -68,7 +68,8 @@ def test_ablation_command_writes_table_and_heatmap(tmp_path):
         f"""kind: correspondence
 requires: [medfeat-maisi-dift]
 data: {{name: learn2reg-lungct, root: {root}, max_keypoints: 5}}
-backbone: {{name: maisi-dift, random_weights: true, architecture: tiny, size_multiple_vox: 32}}
+backbone: {{name: maisi-dift, random_weights: true, architecture: tiny, size_multiple_vox: 32,
+  autoencoder_num_splits: 1}}
 matcher: {{name: meddift-matcher, box_half_size_mm: 6.0}}
 """
     )
