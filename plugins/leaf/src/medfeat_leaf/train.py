@@ -66,12 +66,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def evaluate(
-    model: LeafModel,
-    samples,
-    size_px: int,
-    device: str,
-    seed: int = 0,
-    weights: nn.Module | None = None,
+    model: LeafModel, samples, size_px: int, device: str, seed: int = 0
 ) -> dict[str, float]:
     """Mean Dice/IoU of single-step predictions on the samples' own grids."""
     pairs = []
