@@ -7,7 +7,7 @@ the same structure (fewer channels) exercise the whole pipeline in tests without
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
@@ -115,10 +115,6 @@ def up_block_channels(spec: UNetSpec) -> list[int]:
     return list(reversed(spec.num_channels))
 
 
-def spec_summary(spec: AutoencoderSpec | UNetSpec) -> dict:
-    return asdict(spec)
-
-
 __all__ = [
     "AutoencoderSpec",
     "UNetSpec",
@@ -130,5 +126,4 @@ __all__ = [
     "build_autoencoder",
     "build_unet",
     "up_block_channels",
-    "replace",
 ]
