@@ -77,3 +77,21 @@ def test_discovery_imports_no_torch_and_registers_the_components():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "medfeat-leaf", "medfeat-leaf", "medfeat-leaf"]
+
+
+@pytest.mark.realdata
+def test_cvc_example_runs_on_the_real_frames(shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])  # the example's root is repo-relative
+    out = tmp_path / "cvc"
+    overrides = [f"data.root={shared_data / 'polyp-cvc'}", "data.max_samples=4",
+                 "head.training.max_steps=2", "head.training.batch_size=2"]  # fmt: skip
+    assert (
+        main(["run", str(EXAMPLES / "leaf-cvc-small-cpu.yaml"), "--out", str(out), *overrides]) == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["validation"]["n"] == 4
+    code = main(["run", str(EXAMPLES / "leaf-cvc-small-cpu.yaml"), "--out", str(tmp_path / "t"),
+                 "mode=infer", f"checkpoint={out / 'leaf.pt'}", *overrides])  # fmt: skip
+    assert code == 0
+    cases = json.loads((tmp_path / "t" / "metrics.json").read_text())["cases"]
+    assert len(cases) == 4 and all("dice" in c for c in cases.values())
