@@ -156,9 +156,11 @@ def test_sitk_ffd_reduces_phantom_tre():
     ffd = build(
         "optimiser",
         "sitk-ffd",
-        iterations=15,
+        control_point_spacing_mm=[80.0, 40.0],
+        iterations_per_level=[20, 15],
         shrink_factors=[2, 1],
         smoothing_sigmas_vox=[1.0, 0.0],
+        metric_samples=1000,
         compute_inverse=False,
     )
     res = ffd.register(pair.fixed, pair.moving)

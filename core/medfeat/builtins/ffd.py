@@ -1,12 +1,24 @@
 """Classical baseline: B-spline free-form deformation with Mattes mutual information (SimpleITK).
 
-NiftyReg-like (reg_f3d): a cubic B-spline control grid, multi-resolution, mutual information,
-gradient-based optimisation; an optional affine pre-alignment. Works on intensities, not features.
+NiftyReg-like (reg_f3d): an affine pre-alignment, then cubic B-spline control grids from coarse to
+fine, mutual information restricted to the fixed mask (e.g. the lungs), gradient-based optimisation.
+Works on intensities, not features.
+
+Each B-spline level is its own SimpleITK registration: a fresh B-spline grid at that level's
+control point spacing, optimised on that level's image pyramid step on top of everything found
+before (affine, then the coarser grids), so iterations, sampling and spacing are set per level.
+
+Cost: ITK's v4 metric derivative for a B-spline transform is dense, about (control points) x
+(samples) per evaluation, so fine grids are expensive; the metric samples a fixed number of
+voxels (inside the mask) and each grid covers only the mask's box plus a margin.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import math
+import time
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medfeat.components import RegistrationResult
 from medfeat.geometry import DisplacementField, Grid, Image
@@ -14,38 +26,114 @@ from medfeat.geometry import DisplacementField, Grid, Image
 
 class FFDConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    control_point_spacing_mm: float = Field(
-        20.0, gt=0, description="B-spline control point spacing at the finest level."
+    control_point_spacing_mm: list[float] = Field(
+        [40.0, 20.0],
+        min_length=1,
+        description="B-spline control point spacing per level, coarse to fine (mm). Each level "
+        "optimises a new grid on top of the previous levels.",
     )
     shrink_factors: list[int] = Field(
-        [4, 2, 1], description="Image downsampling per resolution level."
+        [2, 1], description="Image downsampling factor per B-spline level (voxels)."
     )
     smoothing_sigmas_vox: list[float] = Field(
-        [2.0, 1.0, 0.0], description="Gaussian smoothing per level, in voxels."
+        [1.0, 0.0], description="Gaussian smoothing per B-spline level, in voxels."
     )
-    iterations: int = Field(100, ge=1, description="Optimiser iterations per level.")
-    histogram_bins: int = Field(32, ge=8)
-    sampling_fraction: float = Field(
-        0.01,
-        gt=0,
-        le=1,
-        description="Fraction of voxels sampled anew each iteration for the metric.",
+    iterations_per_level: list[int] = Field(
+        [100, 60],
+        description="L-BFGS-B iterations per B-spline level (at most; at most twice as many "
+        "metric evaluations).",
+    )
+    metric_samples: int = Field(
+        10000,
+        ge=1000,
+        description="Voxels sampled (once per level, inside the fixed mask when one is used) "
+        "for the mutual information; all voxels if the level has fewer.",
+    )
+    histogram_bins: int = Field(32, ge=8, description="Mattes mutual information histogram bins.")
+    use_fixed_mask: bool = Field(
+        True,
+        description="Evaluate the metric only inside the pipeline's fixed mask (set `fixed_mask: "
+        "auto-lung` in the pipeline for lung CT) when one is given; ignored when there is none.",
     )
     affine_first: bool = Field(True, description="Affine (MI) pre-alignment before the B-spline.")
+    affine_iterations: int = Field(100, ge=1, description="Affine iterations per affine level.")
+    affine_shrink_factors: list[int] = Field(
+        [4, 2], description="Image downsampling per affine level (voxels)."
+    )
+    affine_smoothing_sigmas_vox: list[float] = Field(
+        [2.0, 1.0], description="Gaussian smoothing per affine level, in voxels."
+    )
     compute_inverse: bool = Field(
         True, description="Also return the moving->fixed field (fixed-point inversion)."
     )
+    inverse_iterations: int = Field(
+        20, ge=1, description="Fixed-point iterations of the field inversion."
+    )
     threads: int = Field(0, ge=0, description="ITK threads; 0 = ITK default.")
 
+    @model_validator(mode="after")
+    def _check_lengths(self) -> FFDConfig:
+        n = len(self.control_point_spacing_mm)
+        per_level = {
+            "shrink_factors": self.shrink_factors,
+            "smoothing_sigmas_vox": self.smoothing_sigmas_vox,
+            "iterations_per_level": self.iterations_per_level,
+        }
+        wrong = {k: len(v) for k, v in per_level.items() if len(v) != n}
+        if wrong:
+            got = ", ".join(f"{k} has {v}" for k, v in wrong.items())
+            raise ValueError(
+                f"sitk-ffd needs one entry per B-spline level in shrink_factors, "
+                f"smoothing_sigmas_vox and iterations_per_level: control_point_spacing_mm has "
+                f"{n} level(s) but {got}"
+            )
+        if len(self.affine_shrink_factors) != len(self.affine_smoothing_sigmas_vox):
+            raise ValueError(
+                f"sitk-ffd: affine_shrink_factors has {len(self.affine_shrink_factors)} level(s) "
+                f"but affine_smoothing_sigmas_vox has {len(self.affine_smoothing_sigmas_vox)}; "
+                "give one entry per affine level in both"
+            )
+        for name in ("control_point_spacing_mm", "smoothing_sigmas_vox"):
+            if any(
+                v < 0 or (name == "control_point_spacing_mm" and v == 0)
+                for v in getattr(self, name)
+            ):
+                raise ValueError(f"sitk-ffd: every {name} entry must be positive")
+        for name in ("shrink_factors", "iterations_per_level", "affine_shrink_factors"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise ValueError(f"sitk-ffd: every {name} entry must be at least 1")
+        if any(v < 0 for v in self.affine_smoothing_sigmas_vox):
+            raise ValueError("sitk-ffd: every affine_smoothing_sigmas_vox entry must be >= 0")
+        return self
 
-def _to_sitk(image: Image):
+
+def _to_sitk(image: Image, dtype: str = "float32"):
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(image.numpy().astype("float32"))
+    img = sitk.GetImageFromArray(image.numpy().astype(dtype))
     img.SetSpacing(image.grid.spacing)
     img.SetOrigin(image.grid.origin)
     img.SetDirection(image.grid.direction.flatten().tolist())
     return img
+
+
+def _domain(image, bbox, spacing_mm: float):
+    """The B-spline's domain: the mask's box grown by three control spacings.
+
+    ITK's B-spline metric derivative is dense (its cost grows with the number of control points
+    times the number of samples), so control points that no masked sample can move are left out.
+    Outside its domain a B-spline displaces nothing; with a three-spacing margin the control points
+    that shape the domain's faces reach no masked sample, get no gradient and stay zero, so the
+    displacement stays continuous across the faces.
+    """
+    if bbox is None:
+        return image
+    lo, hi = [], []
+    for a, b, n, sp in zip(*bbox, image.GetSize(), image.GetSpacing(), strict=True):
+        margin = int(math.ceil(3 * spacing_mm / sp))
+        lo.append(max(0, a - margin))
+        hi.append(min(n - 1, b + margin))
+    return image[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
 
 
 def _field_from_transform(transform, grid: Grid, direction: str) -> DisplacementField:
@@ -63,24 +151,30 @@ class SitkFFD:
     def __init__(self, config: FFDConfig, progress=None) -> None:
         self.config, self.progress = config, progress
 
-    def _method(self, levels: int):
+    def _method(self, mask, mask_voxels: int | None, shrink: list[int], sigmas: list[float], size):
         import SimpleITK as sitk
 
         c = self.config
         r = sitk.ImageRegistrationMethod()
         r.SetMetricAsMattesMutualInformation(c.histogram_bins)
+        # ITK draws the sample once per level over the shrunk fixed image and keeps the points
+        # inside the mask: the percentage is relative to the (masked) voxels of each level.
+        whole = math.prod(size)
+        inside = whole if mask_voxels is None else mask_voxels
         r.SetMetricSamplingStrategy(r.RANDOM)
-        r.SetMetricSamplingPercentage(c.sampling_fraction, 42)
+        r.SetMetricSamplingPercentagePerLevel(
+            [min(1.0, c.metric_samples * s ** len(size) / max(inside, 1)) for s in shrink], 42
+        )
+        if mask is not None:
+            r.SetMetricFixedMask(mask)
         r.SetInterpolator(sitk.sitkLinear)
-        r.SetShrinkFactorsPerLevel(c.shrink_factors[:levels])
-        r.SetSmoothingSigmasPerLevel(c.smoothing_sigmas_vox[:levels])
+        r.SetShrinkFactorsPerLevel(shrink)
+        r.SetSmoothingSigmasPerLevel(sigmas)
         r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-        if c.threads:
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(c.threads)
         return r
 
     def register(
-        self, fixed: Image, moving: Image, features_fixed=None, features_moving=None, **_
+        self, fixed: Image, moving: Image, features_fixed=None, features_moving=None, **kwargs
     ) -> RegistrationResult:
         import numpy as np
         import SimpleITK as sitk
@@ -88,56 +182,110 @@ class SitkFFD:
         from medfeat.errors import ConfigError
 
         c = self.config
-        if len(c.shrink_factors) != len(c.smoothing_sigmas_vox):
-            raise ConfigError(
-                "optimiser sitk-ffd: shrink_factors and smoothing_sigmas_vox need the same length."
-            )
+        if c.threads:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(c.threads)
         f, m = _to_sitk(fixed), _to_sitk(moving)
-        levels = len(c.shrink_factors)
-        init = sitk.CenteredTransformInitializer(
-            f,
-            m,
-            sitk.AffineTransform(f.GetDimension()),
-            sitk.CenteredTransformInitializerFilter.GEOMETRY,
-        )
+        fixed_mask = kwargs.get("fixed_mask")
+        mask, mask_voxels = None, None
+        if c.use_fixed_mask and fixed_mask is not None:
+            if fixed_mask.grid.shape != fixed.grid.shape:
+                raise ConfigError(
+                    f"optimiser sitk-ffd: the fixed mask's grid {fixed_mask.grid.shape} differs "
+                    f"from the fixed image's {fixed.grid.shape}.",
+                    remedy="Give a mask on the fixed image's grid, or use_fixed_mask: false.",
+                )
+            mask_voxels = int(np.count_nonzero(fixed_mask.numpy()))
+            if mask_voxels > 0:
+                mask = _to_sitk(
+                    Image((fixed_mask.numpy() > 0).astype("uint8"), fixed.grid), "uint8"
+                )
+            else:
+                mask_voxels = None
+        size = f.GetSize()
+
+        transform = sitk.CompositeTransform(f.GetDimension())
+        info: dict = {}
+        t0 = time.perf_counter()
         if c.affine_first:
-            r = self._method(levels)
+            init = sitk.CenteredTransformInitializer(
+                f,
+                m,
+                sitk.AffineTransform(f.GetDimension()),
+                sitk.CenteredTransformInitializerFilter.GEOMETRY,
+            )
+            r = self._method(
+                mask, mask_voxels, c.affine_shrink_factors, c.affine_smoothing_sigmas_vox, size
+            )
             r.SetOptimizerAsRegularStepGradientDescent(
-                1.0, 1e-4, c.iterations, gradientMagnitudeTolerance=1e-8
+                1.0, 1e-4, c.affine_iterations, gradientMagnitudeTolerance=1e-8
             )
             r.SetOptimizerScalesFromPhysicalShift()
-            r.SetInitialTransform(init, inPlace=False)
-            init = r.Execute(f, m)
-        mesh = [
-            max(1, int(round(sz * sp / c.control_point_spacing_mm)))
-            for sz, sp in zip(f.GetSize(), f.GetSpacing(), strict=True)
-        ]
-        coarse_mesh = [max(1, n // (2 ** (levels - 1))) for n in mesh]
-        bspline = sitk.BSplineTransformInitializer(f, coarse_mesh, order=3)
-        r = self._method(levels)
-        r.SetMovingInitialTransform(init)
-        # the control grid doubles at each finer level, as in NiftyReg
-        r.SetInitialTransformAsBSpline(
-            bspline, inPlace=True, scaleFactors=[2**i for i in range(levels)]
-        )
-        r.SetOptimizerAsGradientDescentLineSearch(
-            5.0, c.iterations, convergenceMinimumValue=1e-5, convergenceWindowSize=5
-        )
-        out = r.Execute(f, m)
-        composite = sitk.CompositeTransform([init, out]) if c.affine_first else out
-        forward = _field_from_transform(composite, fixed.grid, "fixed_to_moving")
+            r.SetInitialTransform(init, inPlace=True)
+            r.Execute(f, m)
+            transform.AddTransform(init)
+            info["affine"] = f"MI {r.GetMetricValue():.4f}, {time.perf_counter() - t0:.0f} s"
+
+        bbox = None
+        if mask is not None:  # sitk index order (x, y, z), inclusive
+            nz = np.argwhere(fixed_mask.numpy() > 0)
+            bbox = (nz.min(0)[::-1].tolist(), nz.max(0)[::-1].tolist())
+        meshes, metric = [], float("nan")
+        for spacing_mm, shrink, sigma, iterations in zip(
+            c.control_point_spacing_mm,
+            c.shrink_factors,
+            c.smoothing_sigmas_vox,
+            c.iterations_per_level,
+            strict=True,
+        ):
+            domain = _domain(f, bbox, spacing_mm)
+            mesh = [
+                max(1, int(round(sz * sp / spacing_mm)))
+                for sz, sp in zip(domain.GetSize(), domain.GetSpacing(), strict=True)
+            ]
+            bspline = sitk.BSplineTransformInitializer(domain, mesh, order=3)
+            r = self._method(mask, mask_voxels, [shrink], [sigma], size)
+            # ITK cannot chain the metric gradient through a B-spline in the moving initial
+            # transform (no Jacobian w.r.t. position), so warp the moving image by what was found
+            # so far and register the fixed image to that: one interpolation of the original.
+            warped = m
+            if transform.GetNumberOfTransforms():
+                warped = sitk.Resample(m, f, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            r.SetInitialTransform(bspline, inPlace=True)
+            # unbounded L-BFGS-B on unit scales (it ignores optimiser scales): the parameters are
+            # control point displacements in mm, all alike
+            r.SetOptimizerAsLBFGSB(
+                gradientConvergenceTolerance=1e-9,
+                numberOfIterations=iterations,
+                maximumNumberOfCorrections=5,
+                maximumNumberOfFunctionEvaluations=2 * iterations,
+                costFunctionConvergenceFactor=1e7,
+            )
+            r.Execute(f, warped)
+            metric = float(r.GetMetricValue())
+            transform.AddTransform(bspline)
+            meshes.append(mesh)
+            info[f"level_{len(meshes)}"] = (
+                f"mesh {mesh}, {r.GetOptimizerIteration()} it, MI {metric:.4f}, "
+                f"{time.perf_counter() - t0:.0f} s: "
+                f"{r.GetOptimizerStopConditionDescription()}"
+            )
+
+        forward = _field_from_transform(transform, fixed.grid, "fixed_to_moving")
         inverse = None
         if c.compute_inverse:
             disp = _to_sitk_vector(forward)
             inv = sitk.InvertDisplacementField(
-                disp, maximumNumberOfIterations=20, enforceBoundaryCondition=False
+                disp, maximumNumberOfIterations=c.inverse_iterations, enforceBoundaryCondition=False
             )
             arr = sitk.GetArrayFromImage(inv)
             # sampled on the fixed grid's box: valid for moving-space points inside it
             inverse = DisplacementField(np.moveaxis(arr, -1, 0), fixed.grid, "moving_to_fixed")
-        return RegistrationResult(
-            forward, inverse, {"final_metric": float(r.GetMetricValue()), "mesh_size": str(mesh)}
+        info.update(
+            final_metric=metric,
+            mesh_size=str(meshes[-1]),
+            masked_metric=mask is not None,
         )
+        return RegistrationResult(forward, inverse, info)
 
 
 def _to_sitk_vector(field: DisplacementField):
