@@ -126,8 +126,8 @@ def test_example_style_config_resolves():
             r"shrink_factors has 2",
         ),
         (
-            "iterations_per_level: [100, 50]\n",
-            r"iterations_per_level has 2",
+            "iterations_per_level: [100, 50, 25]\n",
+            r"control_point_spacing_mm has 2 level\(s\) but iterations_per_level has 3",
         ),
         (
             "affine_shrink_factors: [4, 2, 1]\n",
