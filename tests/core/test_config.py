@@ -26,7 +26,8 @@ def resolve(text, overrides=None):
     return resolve_pipeline(parse_yaml(textwrap.dedent(text), "p.yaml"), get_registry(), overrides)
 
 
-def test_unknown_component_names_line_suggestion_and_providers():
+def test_unknown_component_names_line_suggestion_and_providers(monkeypatch):
+    monkeypatch.setenv("MEDFEAT_PLUGINS", "")  # built-ins only: the list below is exact
     with pytest.raises(ComponentNotFoundError) as err:
         resolve(GOOD.replace("name: intensity", "name: intensty").format(optimiser="x"))
     msg = str(err.value)
