@@ -55,6 +55,11 @@ class ConvexAdamConfig(BaseModel):
         True, description="Also return the moving->fixed field (fixed-point inversion)."
     )
     inverse_iterations: int = Field(20, ge=1)
+    inverse_resolution_factor: int = Field(
+        1,
+        ge=1,
+        description="Invert the field on a grid coarser by this factor, then upsample (2 = 8x cheaper).",
+    )
 
 
 class ConvexAdam:
