@@ -74,8 +74,8 @@ class _TinyAPE(torch.nn.Module):
 
 
 def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path, make_ct):
-    from medfeat_bpr_diffusion.ape import APECoordinates
-    from medfeat_bpr_diffusion.config import APECoordinatesConfig
+    from medfeat_bpr_diffusion.ape import APEExportedCoordinates as APECoordinates
+    from medfeat_bpr_diffusion.config import APEExportedConfig as APECoordinatesConfig
 
     torch.manual_seed(0)
     from torch.export import Dim, export

@@ -94,6 +94,18 @@ def test_coordinate_provider_is_swappable_from_yaml(make_ct, write_bpr, tmp_path
         tmp_path / "c",
     )
     assert out["coordinate_channels"] == 3  # x, y, z
+    import torch
+    from medfeat_bpr_diffusion.ape_net import APENetwork
+
+    torch.save({"state_dict": {f"nn.{k}" if k != "scale" else k: v
+                               for k, v in APENetwork().state_dict().items()}},
+               tmp_path / "ape.ckpt")  # fmt: skip
+    ape = {"name": "ape", "checkpoint": str(tmp_path / "ape.ckpt")}
+    out = _run(
+        _example("pretrain-tiny.yaml", tmp_path, pretrainer__coordinates=ape, **common),
+        tmp_path / "a",
+    )
+    assert out["coordinate_channels"] == 3  # APE's three body-part coordinates
 
 
 @pytest.mark.realdata

@@ -32,6 +32,12 @@ def _ape(config: cfg.APECoordinatesConfig, context: Any) -> Any:
     return make_ape(config, context)
 
 
+def _ape_exported(config: cfg.APEExportedConfig, context: Any) -> Any:
+    from medfeat_bpr_diffusion.ape import make_ape_exported
+
+    return make_ape_exported(config, context)
+
+
 def _pretrainer(config: cfg.PretrainConfig, context: Any) -> Any:
     from medfeat_bpr_diffusion.pretrain import make_pretrainer
 
@@ -83,9 +89,15 @@ def medfeat_register_coordinate_providers(register):
         summary="MIC-DKFZ Body Part Regression (VGG16, local public weights): one score per slice.",
     )
     register(
-        "ape-exported",
+        "ape",
         _ape,
         config=cfg.APECoordinatesConfig,
+        summary="APE dense 3D body-part coordinates (published ConvNeXt-FPN, local weights, stride 4).",
+    )
+    register(
+        "ape-exported",
+        _ape_exported,
+        config=cfg.APEExportedConfig,
         summary="APE-style dense 3D body-part coordinates from a local torch.export program (stride 4).",
     )
 

@@ -1,16 +1,21 @@
-"""APE-style dense 3D body-part coordinates from a user-supplied exported network (``torch.export``).
+"""APE dense 3D body-part coordinates (Goncharov et al., MIT) as coordinate providers.
 
-APE (Goncharov et al., MIT) predicts 3 coordinates in [0, 1] per voxel at stride 4 from CT at
-1 x 1 x 1.5 mm, HU [-1000, 300] -> [0, 1]. Its released training code builds the network from a
-separate library whose layout has changed between versions, and no manifest of released weights is
-available here, so this provider loads a ``torch.export`` program of the trained network (saved
-with ``torch.export.save``, spatial dimensions dynamic) from a local file instead of re-implementing
-one particular version. Departure: APE's CLAHE
-contrast step is not applied.
+APE predicts 3 coordinates per voxel at stride 4. Its convention, followed by both providers: CT on a
+RAS+ canonical grid (LPS direction diag(-1, -1, 1)), arrays in (x, y, z) order, 1 x 1 x 1.5 mm,
+HU [-1000, 300] -> [0, 1]. The output keeps its geometry: a stride-4 grid over the same voxel box.
+
+- ``ape``: the published network (:mod:`medfeat_bpr_diffusion.ape_net`) loaded strictly from a
+  local Lightning checkpoint of APE's training or a plain state dict; sliding windows over large
+  scans.
+- ``ape-exported``: any APE-like network exported by the user with ``torch.export`` (for revisions
+  whose layout differs from the published one).
+
+Departure: APE's CLAHE contrast step is not applied.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,66 +24,164 @@ import torch
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.errors import CheckpointError
 from medfeat.geometry import Grid, Image
-from medfeat_bpr_diffusion.config import APECoordinatesConfig
+from medfeat_bpr_diffusion.config import APECoordinatesConfig, APEExportedConfig, APEInputConfig
 
+RAS_IN_LPS = np.diag([-1.0, -1.0, 1.0])
 APE_SOURCE = (
-    "Train or obtain APE (github.com/mishgon/ape), export the network with torch.export.export "
-    "(dynamic D, H, W) and torch.export.save(program, 'ape.pt2'); give that local file."
+    "APE (github.com/mishgon/ape, MIT) publishes its training code; train it (or obtain a trained "
+    "checkpoint from its authors) and give the local Lightning .ckpt (or the network's state dict)."
+)
+APE_EXPORT_SOURCE = (
+    "Export a trained APE network with torch.export.export (dynamic X, Y, Z) and "
+    "torch.export.save(program, 'ape.pt2'); give that local file."
 )
 
 
-def load_exported(path: Any) -> torch.nn.Module:
-    from pathlib import Path
+def canonical_input(image: Image, c: APEInputConfig) -> tuple[torch.Tensor, Grid]:
+    """The image on APE's RAS+ canonical grid, windowed to [0, 1], numpy order ``[Z, Y, X]``."""
+    from medfeat.io.resample import resample_to_grid
+
+    lo, hi = image.grid.world_extent()
+    spacing = np.asarray(c.spacing_mm, dtype=np.float64)
+    size = np.ceil((hi - lo) / spacing).astype(int) + 1
+    size = (np.ceil(size / c.pad_multiple_vox) * c.pad_multiple_vox).astype(int)
+    # RAS+: i runs towards -x (right), j towards -y (anterior), k towards +z, starting at the corner
+    origin = (hi[0], hi[1], lo[2])
+    grid = Grid(tuple(int(s) for s in size[::-1]), tuple(spacing), origin, RAS_IN_LPS)
+    hu = resample_to_grid(image, grid, "linear", default_value=c.background_hu).numpy()
+    x = np.clip((hu - c.window_hu[0]) / (c.window_hu[1] - c.window_hu[0]), 0, 1)
+    return torch.from_numpy(x.astype(np.float32)), grid
+
+
+def run_xyz(net: Any, zyx: torch.Tensor, device: str) -> torch.Tensor:
+    """Feed a ``[Z, Y, X]`` array to a network in APE's ``[1, 1, X, Y, Z]`` layout; ``[C, z, y, x]``."""
+    out = net(zyx.permute(2, 1, 0)[None, None].to(device))
+    return out[0].permute(0, 3, 2, 1).float().cpu()
+
+
+def stride_grid(grid: Grid, stride: int, shape: tuple[int, ...]) -> Grid:
+    return grid.with_shape_and_spacing(shape, tuple(sp * stride for sp in grid.spacing))
+
+
+def load_ape(path: Any) -> torch.nn.Module:
+    """The published APE network with weights from a local file, loaded with ``strict=True``."""
+    from medfeat_bpr_diffusion.ape_net import APENetwork
+    from medfeat_bpr_diffusion.checkpoints import load_state_strict
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"APE program {path} does not exist (expected a torch.export .pt2 file).",
+            f"APE checkpoint {path} does not exist (expected a Lightning .ckpt of APE's training "
+            "or a state dict of its network).",
             remedy=APE_SOURCE,
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} could not be read as a torch file ({type(exc).__name__}); it may be truncated.",
+            remedy=APE_SOURCE,
+        ) from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not any("fpn.stem.conv.weight" in k for k in state):
+        found = sorted(state)[:3] if isinstance(state, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{path} is not an APE checkpoint (no `fpn.stem.conv.weight`; found {found}).",
+            remedy=APE_SOURCE,
+        )
+    # Lightning: the network lives under `nn.`, the learned scale beside it
+    state = {k.removeprefix("nn."): v for k, v in state.items()}
+    net = APENetwork()
+    load_state_strict(net, state, path, "APE (ConvNeXt-FPN U-Net, published configuration)")
+    return net.eval()
+
+
+class APECoordinates:
+    """Coordinates of the published APE network, over sliding windows on the canonical grid."""
+
+    channels = 3
+    stride = 4
+
+    def __init__(self, config: APECoordinatesConfig, device: str = "cpu", net: Any = None) -> None:
+        self.config, self.device = config, device
+        self.net = (net if net is not None else load_ape(config.checkpoint)).to(device).eval()
+        m = self.net.arch.max_stride
+        if config.pad_multiple_vox % m or any(p % m for p in config.patch_size_vox or ()):
+            raise CheckpointError(
+                f"APE needs input sides that are multiples of {m}: pad_multiple_vox "
+                f"{config.pad_multiple_vox}, patch_size_vox {config.patch_size_vox}.",
+                remedy=f"Use multiples of {m}.",
+            )
+
+    @torch.no_grad()
+    def coordinates(self, image: Image) -> FeatureMap:
+        from medfeat_bpr_diffusion.tiling import sliding_average
+
+        c, s = self.config, self.stride
+        x, grid = canonical_input(image, c)
+        if c.patch_size_vox is None:
+            data = run_xyz(self.net, x, self.device)
+        else:
+            window = tuple(min(p, n) for p, n in zip(c.patch_size_vox, x.shape, strict=True))
+            data = sliding_average(
+                x.shape,
+                window,
+                c.overlap,
+                [s],
+                [self.channels],
+                lambda sl: [run_xyz(self.net, x[sl], self.device)],
+                align=self.net.arch.max_stride,
+                stitching=c.stitching,
+            )[0]
+        level = FeatureLevel(data, stride_grid(grid, s, tuple(data.shape[1:])), "ape")
+        return FeatureMap([level], source=image)
+
+
+def load_exported(path: Any) -> torch.nn.Module:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"APE program {path} does not exist (expected a torch.export .pt2 file).",
+            remedy=APE_EXPORT_SOURCE,
         )
     try:
         return torch.export.load(str(path)).module()
     except Exception as exc:
         raise CheckpointError(
             f"{path} is not a loadable torch.export program ({type(exc).__name__}); a plain state dict "
-            "or a truncated file cannot be used here.",
-            remedy=APE_SOURCE,
+            "or a truncated file cannot be used here (the `ape` provider loads state dicts).",
+            remedy=APE_EXPORT_SOURCE,
         ) from None
 
 
-class APECoordinates:
-    """Dense coordinates of an exported APE network on a canonical (identity-direction) grid."""
+class APEExportedCoordinates:
+    """Dense coordinates of a user-exported APE-like network (whole volume at once)."""
 
-    def __init__(self, config: APECoordinatesConfig, device: str = "cpu") -> None:
+    def __init__(self, config: APEExportedConfig, device: str = "cpu") -> None:
         self.config, self.device = config, device
         self.net = load_exported(config.checkpoint).to(device)
         self.channels = config.channels
 
     @torch.no_grad()
     def coordinates(self, image: Image) -> FeatureMap:
-        from medfeat.io.resample import resample_to_grid
-
-        c = self.config
-        lo, hi = image.grid.world_extent()
-        spacing = np.asarray(c.spacing_mm)
-        size = np.ceil((hi - lo) / spacing).astype(int) + 1
-        size = (np.ceil(size / c.pad_multiple_vox) * c.pad_multiple_vox).astype(int)
-        grid = Grid(tuple(int(s) for s in size[::-1]), tuple(spacing), tuple(lo), np.eye(3))
-        hu = resample_to_grid(image, grid, "linear", default_value=-1024.0).numpy()
-        x = np.clip((hu - c.window_hu[0]) / (c.window_hu[1] - c.window_hu[0]), 0, 1)
-        out = self.net(torch.from_numpy(x.astype(np.float32))[None, None].to(self.device))
-        expected = tuple(n // c.output_stride_vox for n in grid.shape)
-        if out.ndim != 5 or out.shape[1] != c.channels or tuple(out.shape[2:]) != expected:
+        c, s = self.config, self.config.output_stride_vox
+        x, grid = canonical_input(image, c)
+        data = run_xyz(self.net, x, self.device)
+        expected = (c.channels, *(n // s for n in grid.shape))
+        if tuple(data.shape) != expected:
             raise CheckpointError(
-                f"The APE network returned shape {tuple(out.shape)}; expected "
-                f"[1, {c.channels}, {', '.join(map(str, expected))}] (stride {c.output_stride_vox}).",
+                f"The APE network returned {data.shape[0]} channels on "
+                f"{tuple(data.shape[1:])} (z, y, x); expected [1, {', '.join(map(str, expected))}] "
+                f"(stride {s}).",
                 remedy="Set channels / output_stride_vox to the exported network's, or re-export it.",
             )
-        s = c.output_stride_vox
-        out_grid = grid.with_shape_and_spacing(expected, tuple(sp * s for sp in grid.spacing))
-        data = out[0].float().cpu()
-        return FeatureMap([FeatureLevel(data, out_grid, "ape")], source=image)
+        level = FeatureLevel(data, stride_grid(grid, s, tuple(data.shape[1:])), "ape")
+        return FeatureMap([level], source=image)
 
 
 def make_ape(config: APECoordinatesConfig, context: Any) -> APECoordinates:
     return APECoordinates(config, context.device)
+
+
+def make_ape_exported(config: APEExportedConfig, context: Any) -> APEExportedCoordinates:
+    return APEExportedCoordinates(config, context.device)

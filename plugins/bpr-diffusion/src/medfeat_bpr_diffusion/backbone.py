@@ -111,7 +111,14 @@ class BPRDiffusionBackbone:
 
             per_t.append(
                 sliding_average(
-                    shape, self.window, c.overlap, strides, chans, predict, self.multiple_of
+                    shape,
+                    self.window,
+                    c.overlap,
+                    strides,
+                    chans,
+                    predict,
+                    self.multiple_of,
+                    c.stitching,
                 )
             )
         levels = []

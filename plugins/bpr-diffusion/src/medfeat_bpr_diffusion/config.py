@@ -62,20 +62,42 @@ class BPRCoordinatesConfig(Strict):
     )
 
 
-class APECoordinatesConfig(Strict):
-    checkpoint: Path = Field(
-        description="Local torch.export program (.pt2) of an APE-style network: [1, 1, D, H, W] "
-        "in [0, 1] -> [1, C, D/s, H/s, W/s] coordinates."
-    )
+class APEInputConfig(Strict):
+    """APE's input convention: RAS+ canonical grid, (x, y, z) array order, HU window -> [0, 1]."""
+
     spacing_mm: tuple[float, float, float] = Field(
         (1.0, 1.0, 1.5), description="Input spacing (ITK order x, y, z); APE: 1 x 1 x 1.5 mm."
     )
     window_hu: tuple[float, float] = Field(
         (-1000.0, 300.0), description="HU window mapped to [0, 1]; APE: [-1000, 300]."
     )
+    pad_multiple_vox: int = Field(32, ge=1, description="Input sides are padded to a multiple.")
+    background_hu: float = Field(-1024.0, description="Value outside the scan after resampling.")
+
+
+class APECoordinatesConfig(APEInputConfig):
+    checkpoint: Path = Field(
+        description="Local APE weights: a Lightning checkpoint of APE's training (`state_dict` with "
+        "`nn.*` keys and `scale`) or a plain state dict of the network."
+    )
+    patch_size_vox: tuple[int, int, int] | None = Field(
+        (64, 128, 128),
+        description="Sliding window (numpy order z, y, x; multiples of 32); APE trained on "
+        "128 x 128 x 64 crops. null: the whole volume at once (memory grows with the scan).",
+    )
+    overlap: float = Field(0.5, ge=0, lt=1, description="Sliding-window overlap fraction.")
+    stitching: Literal["central", "average"] = Field(
+        "central", description="Merging overlapping windows (see the backbone's option)."
+    )
+
+
+class APEExportedConfig(APEInputConfig):
+    checkpoint: Path = Field(
+        description="Local torch.export program (.pt2) of an APE-style network: [1, 1, X, Y, Z] "
+        "in [0, 1] (APE's convention) -> [1, C, X/s, Y/s, Z/s] coordinates."
+    )
     output_stride_vox: int = Field(4, ge=1, description="Output stride of the network (APE: 4).")
     channels: int = Field(3, ge=1, description="Coordinate channels (APE: 3, or 24 sin-cos).")
-    pad_multiple_vox: int = Field(32, ge=1, description="Input shape is padded to a multiple.")
 
 
 # ----------------------------------------------------------------------------- network
@@ -159,6 +181,11 @@ class BackboneConfig(Strict):
         None, description="Sliding window (numpy order); default: the training patch."
     )
     overlap: float = Field(0.5, ge=0, lt=1, description="Sliding-window overlap fraction.")
+    stitching: Literal["average", "central"] = Field(
+        "average",
+        description="Merging overlapping windows: `average` every window covering a voxel (the "
+        "paper's aggregation), or `central` (each voxel from the window whose centre is nearest).",
+    )
     noise_seed: int = Field(0, description="Seed of the (fixed) noise added at each timestep.")
     # only used with random_init (a checkpoint carries its own)
     unet: UNetConfig = Field(default_factory=UNetConfig)
@@ -183,6 +210,11 @@ class ProbeConfig(Strict):
         (32, 128, 128), description="Training crop on the finest feature grid (numpy order)."
     )
     overlap: float = Field(0.5, ge=0, lt=1, description="Sliding-window overlap at inference.")
+    stitching: Literal["central", "average"] = Field(
+        "central",
+        description="Merging overlapping windows at inference: `central` (vox2vec: each voxel from "
+        "the window whose centre is nearest) or `average` of every window covering a voxel.",
+    )
     threshold: float = Field(0.5, gt=0, lt=1, description="Sigmoid threshold of a class.")
     dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice term (BCE has 1).")
 

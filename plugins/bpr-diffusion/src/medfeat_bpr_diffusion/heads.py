@@ -332,7 +332,14 @@ class ProbeHead:
             return [torch.sigmoid(net([p.to(self.context.device) for p in parts]))[0]]
 
         probs = sliding_average(
-            grid.shape, window, self.config.overlap, [1], [len(self.label_ids)], run, align=max(big)
+            grid.shape,
+            window,
+            self.config.overlap,
+            [1],
+            [len(self.label_ids)],
+            run,
+            align=max(big),
+            stitching=self.config.stitching,
         )[0]
         probs = resample_level(FeatureLevel(probs, grid), image.grid).data
         best, idx = probs.max(0)
