@@ -96,3 +96,10 @@ class CheckpointError(MedfeatError):
     """A weights file is missing or does not match the architecture it is loaded into."""
 
     title = "Checkpoint error"
+
+
+class Interrupted(MedfeatError):
+    """The user stopped a run (Ctrl-C, SIGTERM); what it had done was saved first."""
+
+    title = "Interrupted"
+    exit_code = 130

@@ -104,6 +104,9 @@ def main() -> None:
     parser.add_argument("--pretrain-minutes", type=float, default=12.0)
     parser.add_argument("--probe-steps", type=int, default=400)
     parser.add_argument("--probe-minutes", type=float, default=2.5)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (2 on an idle 2-core box)"
+    )
     parser.add_argument("--smoke", action="store_true", help="seconds-long check of the script")
     args = parser.parse_args()
     if args.smoke:
@@ -113,12 +116,19 @@ def main() -> None:
         raise SystemExit(f"real data not available at {DATA}")
     import torch
 
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    results: dict = {"conditions": {"threads": 1, "device": "cpu", "shared_cpu": True}}
+    results: dict = {
+        "conditions": {
+            "threads": args.threads,
+            "device": "cpu",
+            "cpu_count": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        }
+    }
     pre = run(pretrain_yaml(args.pretrain_minutes), out / "pretrain.yaml", out / "pretrain")
     results["pretraining"] = pre
     diffusion = {
@@ -146,6 +156,7 @@ def main() -> None:
         results["probes"][label] = {"train": fit, "test_dice": dice}
         print(f"{label}: test Dice {dice}", flush=True)
     results["total_minutes"] = round((time.time() - t0) / 60, 2)
+    results["conditions"]["load_average_at_end"] = os.getloadavg()
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(table(results))
     print(table(results))

@@ -111,6 +111,36 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(
     )
 
 
+def test_a_signal_saves_the_current_step_and_resuming_loses_nothing(
+    volumes, tiny_unet, context, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    from medfeat.errors import Interrupted
+
+    c = tiny_config(tiny_unet, checkpoint_every_steps=100)  # no periodic save before the end
+    full = pretrain.DDPMPretrainer(c, context).fit(volumes, tmp_path / "a", context)
+    real = pretrain.sample_batch
+
+    def sigterm_after_step_3(stream, config, seed, step, rank, world):
+        if step == 3:  # step 3 is drawn, trained, then the signal is seen before step 4
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(stream, config, seed, step, rank, world)
+
+    monkeypatch.setattr(pretrain, "sample_batch", sigterm_after_step_3)
+    with pytest.raises(Interrupted, match="SIGTERM at step 4"):
+        pretrain.DDPMPretrainer(c, context).fit(volumes, tmp_path / "b", context)
+    assert _state(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 4
+    monkeypatch.setattr(pretrain, "sample_batch", real)
+    resumed = pretrain.DDPMPretrainer(c, context).fit(volumes, tmp_path / "b", context)
+    assert resumed["steps_this_run"] == 2 and full["steps"] == resumed["steps"] == 6
+    _assert_same(
+        _state(tmp_path / "a" / "checkpoints" / "last.pt"),
+        _state(tmp_path / "b" / "checkpoints" / "last.pt"),
+    )
+
+
 def test_training_reduces_the_denoising_loss(volumes, tiny_unet, context, tmp_path):
     c = tiny_config(
         tiny_unet, max_steps=60, checkpoint_every_steps=100, lr=3e-3, patch_size_vox=[8, 8, 8]

@@ -82,3 +82,51 @@ def test_head_predicts_on_the_input_grid_without_the_teacher(tiny, blobs, tmp_pa
     pred = infer.predict(image)
     assert pred.grid is grid and pred.numpy().shape == (48, 40)
     assert set(np.unique(pred.numpy())) <= {0, 1}
+
+
+class _SignalAtStep:
+    """A progress reporter that sends this process ``signum`` after training step ``at``."""
+
+    def __init__(self, at: int, signum: int) -> None:
+        self.at, self.signum = at, signum
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def track(self, items, *args, **kwargs):
+        return items
+
+    def callback(self, description):
+        import os
+
+        def update(text, fraction):
+            if text.startswith(f"step {self.at} "):
+                os.kill(os.getpid(), self.signum)
+
+        return update
+
+
+def test_a_signal_saves_the_current_step_and_resuming_loses_nothing(tiny, blobs, tmp_path):
+    import signal
+
+    import pytest
+
+    from medfeat.errors import Interrupted
+
+    train = blobs("train", 5)
+    torch.manual_seed(0)
+    ref = build_leaf(tiny(max_steps=5, checkpoint_every_steps=100))
+    Trainer(ref, tmp_path / "a", RunContext(seed=3)).fit(train, [])
+
+    torch.manual_seed(0)
+    first = build_leaf(tiny(max_steps=5, checkpoint_every_steps=100))  # no periodic save before 5
+    ctx = RunContext(seed=3, progress=_SignalAtStep(3, signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="SIGTERM at step 3"):
+        Trainer(first, tmp_path / "b", ctx).fit(train, [])
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    resumed = build_leaf(tiny(max_steps=5, checkpoint_every_steps=100))
+    assert Trainer(resumed, tmp_path / "b", RunContext(seed=3)).fit(train, [])["steps"] == 5
+    a, b = _params(ref), _params(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

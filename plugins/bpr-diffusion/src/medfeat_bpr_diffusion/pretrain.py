@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medfeat.errors import DataError
+from medfeat.errors import DataError, Interrupted
 from medfeat.geometry import Image
+from medfeat.interrupt import stop_requests
 from medfeat_bpr_diffusion.checkpoints import (
     DDPM_FORMAT,
     load_state_strict,
@@ -200,32 +201,44 @@ class DDPMPretrainer:
 
         start_time, start_step, losses = time.perf_counter(), step, []
         stopped = "max_steps"
-        while step < c.max_steps:
-            if c.max_wall_time_min and time.perf_counter() - start_time > 60 * c.max_wall_time_min:
-                stopped = "max_wall_time_min"
-                break
-            x, coords, t, noise = sample_batch(stream, c, context.seed, step, rank, world)
-            x, coords, noise, t = (v.to(device) for v in (x, coords, noise, t))
-            x0 = 2.0 * x - 1.0  # DDPM works on [-1, 1]
-            ab = alphas.to(device)[t].view(-1, 1, 1, 1, 1)
-            x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                eps = train_model(x_t, coords, t)
-            loss = F.mse_loss(eps.float(), noise)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-            optimiser.step()
-            ema.update_parameters(model)
-            step += 1
-            losses.append(float(loss.detach()))
-            if step % c.log_every_steps == 0:
-                context.progress.log(
-                    f"step {step}: loss {np.mean(losses[-c.log_every_steps :]):.4f}"
-                )
-            if step % c.checkpoint_every_steps == 0:
-                save(step)
+        with stop_requests() as guard:
+            while step < c.max_steps:
+                if guard.any_rank(device):
+                    save(step)
+                    raise Interrupted(
+                        f"bpr-ddpm pretraining stopped by {guard.signal_name or 'a signal'} at step "
+                        f"{step}; the checkpoint {ckpt_path} holds every step done.",
+                        remedy="Run the same command again (resume is on by default) to continue "
+                        "from that step.",
+                    )
+                if (
+                    c.max_wall_time_min
+                    and time.perf_counter() - start_time > 60 * c.max_wall_time_min
+                ):
+                    stopped = "max_wall_time_min"
+                    break
+                x, coords, t, noise = sample_batch(stream, c, context.seed, step, rank, world)
+                x, coords, noise, t = (v.to(device) for v in (x, coords, noise, t))
+                x0 = 2.0 * x - 1.0  # DDPM works on [-1, 1]
+                ab = alphas.to(device)[t].view(-1, 1, 1, 1, 1)
+                x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                    eps = train_model(x_t, coords, t)
+                loss = F.mse_loss(eps.float(), noise)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                optimiser.step()
+                ema.update_parameters(model)
+                step += 1
+                losses.append(float(loss.detach()))
+                if step % c.log_every_steps == 0:
+                    context.progress.log(
+                        f"step {step}: loss {np.mean(losses[-c.log_every_steps :]):.4f}"
+                    )
+                if step % c.checkpoint_every_steps == 0:
+                    save(step)
         save(step)
         elapsed = time.perf_counter() - start_time
         done = step - start_step

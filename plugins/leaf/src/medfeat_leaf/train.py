@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from medfeat.errors import Interrupted
+from medfeat.interrupt import stop_requests
 from medfeat_leaf.metrics import mean_dice_iou
 from medfeat_leaf.model import LeafModel
 from medfeat_leaf.teachers import teacher_tokens
@@ -162,45 +164,55 @@ class Trainer:
         autocast = self.device.startswith("cuda") and cfg.bf16
         start, losses = time.monotonic(), []
         report = self.context.progress.callback("LEAF training")
-        while step < cfg.max_steps:
-            if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
-                self.context.progress.log(f"LEAF: wall-clock bound reached at step {step}")
-                break
-            seed = _step_seed(self.context.seed, step)
-            torch.manual_seed(seed)  # dropout
-            g = torch.Generator().manual_seed(seed)
-            idx = batches.indices(step)[
-                self.rank * cfg.batch_size : (self.rank + 1) * cfg.batch_size
-            ]
-            x, m = images[idx] * 2 - 1, masks[idx]
-            tok = tokens[idx] if tokens is not None else None
-            if cfg.hflip:
-                flips = torch.rand(len(idx), 2, generator=g) < 0.5
-                for i, (fh, fv) in enumerate(flips.tolist()):
-                    dims = [d for d, f in ((-1, fh), (-2, fv)) if f]
-                    if dims:
-                        x[i], m[i] = x[i].flip(dims), m[i].flip(dims)
-                        if tok is not None:
-                            tok[i] = tok[i].flip([d - 1 for d in dims])  # [h, w, D]
-            x, m = x.to(self.device), m.to(self.device)
-            tok = tok.flatten(1, 2).to(self.device) if tok is not None else None
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                out = net(x, m, g, tok)
-            opt.zero_grad(set_to_none=True)
-            out["total"].backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            ema.update_parameters(trainable)
-            step += 1
-            losses.append({k: float(v.detach()) for k, v in out.items()})
-            if report:
-                report(f"step {step} loss {losses[-1]['total']:.4f}", step / cfg.max_steps)
-            if step % cfg.validate_every_steps == 0 and validation and self.rank == 0:
-                history.append({"step": step, **self._validate(ema, validation)})
-                self.context.progress.log(f"LEAF step {step}: {history[-1]}")
-            if step % cfg.checkpoint_every_steps == 0 and self.rank == 0:
-                _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+        with stop_requests() as guard:
+            while step < cfg.max_steps:
+                if guard.any_rank(self.device):
+                    if self.rank == 0:
+                        _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+                    raise Interrupted(
+                        f"LEAF training stopped by {guard.signal_name or 'a signal'} at step {step}; "
+                        f"the checkpoint {ckpt} holds every step done.",
+                        remedy="Run the same command again (training.resume is on by default) to "
+                        "continue from that step.",
+                    )
+                if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
+                    self.context.progress.log(f"LEAF: wall-clock bound reached at step {step}")
+                    break
+                seed = _step_seed(self.context.seed, step)
+                torch.manual_seed(seed)  # dropout
+                g = torch.Generator().manual_seed(seed)
+                idx = batches.indices(step)[
+                    self.rank * cfg.batch_size : (self.rank + 1) * cfg.batch_size
+                ]
+                x, m = images[idx] * 2 - 1, masks[idx]
+                tok = tokens[idx] if tokens is not None else None
+                if cfg.hflip:
+                    flips = torch.rand(len(idx), 2, generator=g) < 0.5
+                    for i, (fh, fv) in enumerate(flips.tolist()):
+                        dims = [d for d, f in ((-1, fh), (-2, fv)) if f]
+                        if dims:
+                            x[i], m[i] = x[i].flip(dims), m[i].flip(dims)
+                            if tok is not None:
+                                tok[i] = tok[i].flip([d - 1 for d in dims])  # [h, w, D]
+                x, m = x.to(self.device), m.to(self.device)
+                tok = tok.flatten(1, 2).to(self.device) if tok is not None else None
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                    out = net(x, m, g, tok)
+                opt.zero_grad(set_to_none=True)
+                out["total"].backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                sched.step()
+                ema.update_parameters(trainable)
+                step += 1
+                losses.append({k: float(v.detach()) for k, v in out.items()})
+                if report:
+                    report(f"step {step} loss {losses[-1]['total']:.4f}", step / cfg.max_steps)
+                if step % cfg.validate_every_steps == 0 and validation and self.rank == 0:
+                    history.append({"step": step, **self._validate(ema, validation)})
+                    self.context.progress.log(f"LEAF step {step}: {history[-1]}")
+                if step % cfg.checkpoint_every_steps == 0 and self.rank == 0:
+                    _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
         if report:
             report("done", 1.0)
         if self.rank == 0:

@@ -1,0 +1,51 @@
+"""Stop requests: the first signal sets a flag, the second interrupts, handlers are restored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from medfeat.interrupt import stop_requests
+
+
+def test_first_signal_sets_the_flag_second_interrupts_and_handlers_are_restored():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with stop_requests() as guard:
+        assert not guard.requested and not guard.any_rank()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard.requested and guard.signal_name == "SIGTERM" and guard.any_rank()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_outside_the_main_thread_the_guard_installs_nothing():
+    seen = {}
+
+    def work():
+        with stop_requests() as guard:
+            seen["handler"] = signal.getsignal(signal.SIGTERM)
+            seen["requested"] = guard.requested
+
+    before = signal.getsignal(signal.SIGTERM)
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == {"handler": before, "requested": False}
+
+
+def test_the_cli_reports_an_interrupted_run_in_one_paragraph_with_exit_130(capsys, monkeypatch):
+    from medfeat.cli import main as cli
+    from medfeat.errors import Interrupted
+
+    def stopped(args):
+        raise Interrupted("Training stopped at step 7.", remedy="Run it again to resume.")
+
+    monkeypatch.setattr(cli, "cmd_plugins", stopped)
+    assert cli.main(["plugins"]) == 130
+    err = capsys.readouterr().err
+    assert "Training stopped at step 7. Run it again to resume." in " ".join(err.split())
+    assert "Traceback" not in err
