@@ -60,3 +60,29 @@ def test_distillation_loss_is_the_plain_mean_negative_cosine():
     )
     assert distillation_loss(p, p).item() == pytest.approx(-1.0)
     assert distillation_loss(p, -p).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "epsilon"])
+def test_sdseg_x0_term_is_the_l1_of_the_x0_estimate(tiny, prediction, monkeypatch):
+    from medfeat_leaf.build import build_leaf
+
+    cfg = tiny().model_copy(update={"prediction": prediction, "x0_loss_weight": 1.0})
+    torch.manual_seed(0)
+    model = build_leaf(cfg)
+    seen = {}
+    real = model.denoise
+
+    def spy(z_x, z_t, t):
+        out = real(z_x, z_t, t)
+        seen.update(z_t=z_t, t=t, out=out)
+        return out
+
+    monkeypatch.setattr(model, "denoise", spy)
+    images, masks = torch.rand(2, 3, 32, 32) * 2 - 1, (torch.rand(2, 1, 32, 32) > 0.5).float()
+    result = model.loss(images, masks, torch.Generator().manual_seed(1))
+    z_y = model.mask_codec.encode(masks)
+    x0_hat = model.schedule.to_x0(prediction, seen["out"], seen["z_t"], seen["t"])
+    torch.testing.assert_close(result["x0"], F.l1_loss(x0_hat, z_y))
+    torch.testing.assert_close(result["total"], result["diffusion"] + result["x0"])
+    if prediction == "x0":  # the extra term repeats LEAF's own loss
+        torch.testing.assert_close(result["x0"], result["diffusion"])

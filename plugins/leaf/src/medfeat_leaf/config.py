@@ -117,6 +117,12 @@ class LeafConfig(Strict):
     prediction: Literal["x0", "epsilon", "v"] = Field(
         "x0", description="What the U-Net predicts; LEAF: x0 with an L1 loss on latents."
     )
+    x0_loss_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of an extra L1 between the x0 estimate and the mask latent (SDSeg's "
+        "L1(eps) + L1(x0): 1.0 with `prediction: epsilon`). 0: LEAF's single L1 on the target.",
+    )
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     distillation: DistillationConfig = Field(default_factory=DistillationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -102,11 +102,15 @@ class LeafModel(nn.Module):
         target = self.schedule.target(self.config.prediction, z_y, noise, t)
         diffusion = F.l1_loss(out.float(), target.float())
         result = {"diffusion": diffusion, "total": diffusion}
+        if self.config.x0_loss_weight > 0:  # SDSeg-style extra term on the x0 estimate
+            x0 = self.schedule.to_x0(self.config.prediction, out.float(), z_t.float(), t)
+            result["x0"] = F.l1_loss(x0, z_y.float())
+            result["total"] = diffusion + self.config.x0_loss_weight * result["x0"]
         if teacher_tokens is not None and self.projector is not None:
             feats = self._features.flatten(2).transpose(1, 2)
             distill = distillation_loss(self.projector(feats).float(), teacher_tokens.float())
             result["distill"] = distill
-            result["total"] = diffusion + self.config.distillation.weight * distill
+            result["total"] = result["total"] + self.config.distillation.weight * distill
         return result
 
     # ----------------------------------------------------------------- inference
