@@ -10,7 +10,7 @@ from medfeat.plugins import get_registry
 
 def test_components_are_registered_under_their_kinds():
     reg = get_registry()
-    assert {"bbox-normalised", "bpr-slice-score", "ape-exported"} <= set(
+    assert {"bbox-normalised", "bpr-slice-score", "ape", "ape-exported"} <= set(
         reg.names("coordinate_provider")
     )
     assert "bpr-ddpm" in reg.names("pretrainer")
