@@ -5,7 +5,7 @@ Trains with a hard wall-clock bound, with or without distillation from the weigh
 (split by video sequence, never by frame). Figures from a bounded CPU run are NOT comparable
 with the paper's 95.2 Dice (pretrained LDM weights, 100k steps on a GPU).
 
-    python plugins/leaf/benchmarks/cvc_cpu.py --variant both --minutes 12 --out bench-leaf
+    python plugins/leaf/benchmarks/cvc_cpu.py --variant both --minutes 14 --out bench-leaf
 
 Needs ../shared/data/polyp-cvc (or --data-root); writes <out>/<variant>/results.json and
 <out>/results.md.
@@ -174,7 +174,7 @@ def main() -> int:
     p.add_argument("--variant", choices=[*VARIANTS, "both"], default="both")
     p.add_argument("--data-root", type=Path, default=Path("../shared/data/polyp-cvc"))
     p.add_argument("--out", type=Path, default=Path("bench-leaf"))
-    p.add_argument("--minutes", type=float, default=12.0, help="training wall-clock bound per run")
+    p.add_argument("--minutes", type=float, default=14.0, help="training wall-clock bound per run")
     p.add_argument("--max-steps", type=int, default=100_000)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
