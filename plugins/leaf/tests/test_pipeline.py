@@ -46,6 +46,26 @@ def test_example_train_then_infer_through_the_cli(tmp_path, capsys):
     assert code == 2  # a clear error (missing data folder), no traceback
 
 
+def test_a_dinov3_backbone_from_another_plugin_is_the_distillation_teacher(tmp_path):
+    """Mixing: any registered 2D backbone can teach LEAF, here medfeat-dinov3's `dinov3-2d`."""
+    pytest.importorskip("medfeat_dinov3", reason="medfeat-dinov3 is not installed")
+    import torch
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLES / "leaf-synthetic-smoke.yaml").read_text())
+    doc["backbone"] = {"name": "dinov3-2d", "model": "tiny", "random_weights": True,
+                       "image_size_px": 32}  # fmt: skip
+    doc["data"].update(n_train=4, n_validation=2, n_test=2, size_px=32)
+    doc["head"]["training"].update(max_steps=2, image_size_px=32, teacher_image_size_px=32)
+    path = tmp_path / "leaf-dinov3-teacher.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["distillation"] == "ImageBackbone2D"
+    state = torch.load(tmp_path / "o" / "leaf.pt", weights_only=True)
+    assert state["teacher_dim"] == 64  # the tiny DINOv3's width reached the projector
+
+
 def test_stability_reports_the_spread_over_seeds(tiny, blobs, tmp_path):
     from medfeat_leaf.cli import stability
     from medfeat_leaf.head import LeafHead, load_trained

@@ -7,7 +7,12 @@ model code are imported inside the factories.
 from __future__ import annotations
 
 from medfeat import hookimpl
-from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3SlicesConfig, LabelMappedFilesConfig
+from medfeat_dinov3.config import (
+    Dinov2SlicesConfig,
+    Dinov3ImageConfig,
+    Dinov3SlicesConfig,
+    LabelMappedFilesConfig,
+)
 
 __version__ = "0.1.0"
 
@@ -24,6 +29,13 @@ def make_dinov2_slices(config: Dinov2SlicesConfig, context):
     from medfeat_dinov3.checkpoints import load_dinov2
 
     return SliceBackbone(config, load_dinov2(config), context.device, name="dinov2")
+
+
+def make_dinov3_2d(config: Dinov3ImageConfig, context):
+    from medfeat_dinov3.checkpoints import load_dinov3
+    from medfeat_dinov3.image2d import ImageBackbone2D
+
+    return ImageBackbone2D(config, load_dinov3(config), context.device, name="dinov3-2d")
 
 
 def make_label_mapped_files(config: LabelMappedFilesConfig, context):
@@ -45,6 +57,12 @@ def medfeat_register_backbones(register):
         make_dinov2_slices,
         config=Dinov2SlicesConfig,
         summary="Frozen DINOv2-with-registers ViT on 2D slices (DINO-Reg's backbone), with geometry.",
+    )
+    register(
+        "dinov3-2d",
+        make_dinov3_2d,
+        config=Dinov3ImageConfig,
+        summary="Frozen DINOv3 ViT on 2D images (RGB or grey): patch tokens with geometry; a 2D teacher.",
     )
 
 

@@ -21,7 +21,7 @@ from medfeat_dinov3.architectures import (
     official_dinov3_keys,
     rope_periods,
 )
-from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3SlicesConfig
+from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3WeightsConfig
 
 DINOV3_SOURCE = (
     "Official DINOv3 weights are gated: request access at https://ai.meta.com/dinov3/ "
@@ -260,7 +260,7 @@ def build_dinov2(spec: VitSpec, seed: int | None = None) -> torch.nn.Module:
     return _materialise(module, seed)
 
 
-def load_dinov3(config: Dinov3SlicesConfig) -> SliceModel:
+def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:
     """The DINOv3 model of ``config``: official .pth, HF directory, or (explicitly) random weights."""
     spec = DINOV3[config.model]
     module = build_dinov3(spec, config.random_seed if config.checkpoint is None else None)
@@ -268,7 +268,7 @@ def load_dinov3(config: Dinov3SlicesConfig) -> SliceModel:
     if config.checkpoint is None:
         if not config.random_weights:
             raise CheckpointError(
-                f"backbone dinov3-slices needs weights for {config.model}: `checkpoint` is not set.",
+                f"DINOv3 needs weights for {config.model}: `checkpoint` is not set.",
                 remedy=DINOV3_SOURCE
                 + " For tests and timing only, set random_weights: true (features are then meaningless).",
             )

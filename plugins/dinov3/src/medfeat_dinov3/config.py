@@ -57,7 +57,10 @@ class SliceEncodingConfig(BaseModel):
     )
 
 
-class Dinov3SlicesConfig(SliceEncodingConfig):
+class Dinov3WeightsConfig(BaseModel):
+    """Which DINOv3 network and where its weights are (local files only)."""
+
+    model_config = ConfigDict(extra="forbid")
     model: Literal["vit-s16", "vit-b16", "vit-l16", "vit-h16plus", "tiny"] = Field(
         "vit-l16", description="Architecture; `tiny` (2 layers, 64 dims) is for tests only."
     )
@@ -70,6 +73,24 @@ class Dinov3SlicesConfig(SliceEncodingConfig):
         description="Use random weights instead of a checkpoint (tests/benchmarks; never a result).",
     )
     random_seed: int = Field(0, description="Seed of the random weights.")
+
+
+class Dinov3SlicesConfig(SliceEncodingConfig, Dinov3WeightsConfig):
+    """DINOv3 on the slices of a 3D volume."""
+
+
+class Dinov3ImageConfig(Dinov3WeightsConfig):
+    """DINOv3 on a 2D image (photograph, endoscopy frame, X-ray): patch tokens with geometry."""
+
+    image_size_px: int = Field(
+        224,
+        ge=16,
+        description="The image is resized to this square side (a multiple of the patch size, 16) "
+        "before the ViT; tokens: image_size_px / 16 per side.",
+    )
+    precision: Precision = Field(
+        "auto", description="auto = bfloat16 on CUDA when supported (else float16), float32 on CPU."
+    )
 
 
 class Dinov2SlicesConfig(SliceEncodingConfig):

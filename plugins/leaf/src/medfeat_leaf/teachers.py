@@ -12,26 +12,7 @@ from torch.nn import functional as F
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.errors import CheckpointError, DataError
 from medfeat.geometry import Grid, Image
-
-
-def rgb01(image: Image) -> torch.Tensor:
-    """Image (2D grid, 1 or 3 channels, any range) -> ``[3, H, W]`` float in [0, 1]."""
-    if image.grid.ndim != 2:
-        raise DataError(
-            f"{image.name}: a 2D teacher needs a 2D image, got grid shape {image.grid.shape}.",
-            remedy="Give 2D images (slices) to 2D backbones.",
-        )
-    raw = image.data
-    x = image.tensor(dtype=torch.float32)
-    if str(getattr(raw, "dtype", "")).endswith("uint8"):
-        x = x / 255.0
-    x = x[None] if x.ndim == 2 else x
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    if x.shape[0] != 3:
-        raise DataError(f"{image.name}: expected 1 or 3 channels, got {x.shape[0]}.")
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > 1.0 or lo < 0.0 else x
+from medfeat.images2d import imagenet_normalise, rgb01
 
 
 def patch_grid(grid: Grid, patch: float, shape: tuple[int, int]) -> Grid:
@@ -86,10 +67,6 @@ class PatchDescriptor2D:
         return FeatureMap([FeatureLevel(tok, grid, "patch-descriptor")], source=image)
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 class Dinov2Teacher:
     """DINOv2 (with registers) patch tokens from a local transformers folder; nothing downloaded."""
 
@@ -124,24 +101,15 @@ class Dinov2Teacher:
     def tokens(self, rgb: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> ``[B, D, size // 14, size // 14]`` (ImageNet-normalised)."""
         x = F.interpolate(rgb, size=(self.size, self.size), mode="bicubic", align_corners=False)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        x = ((x - mean) / std).to(self.device)
+        x = imagenet_normalise(x).to(self.device)
         hidden = self.model(pixel_values=x).last_hidden_state[:, self.skip :]
         n = self.size // self.patch
         return hidden.transpose(1, 2).reshape(x.shape[0], -1, n, n).float().cpu()
 
     def extract(self, image: Image) -> FeatureMap:
-        rgb = rgb01(image)[None]
-        tok = self.tokens(rgb)[0]
-        h, w = image.grid.shape
-        n = tok.shape[-1]
-        # tokens of the resized image: pixel block of (h / n, w / n) original pixels
-        scale = (h / n, w / n)
-        centre = np.array([[(scale[0] - 1) / 2, (scale[1] - 1) / 2]])
-        origin = image.grid.array_index_to_world(centre)[0]
-        spacing = (image.grid.spacing[0] * scale[1], image.grid.spacing[1] * scale[0])
-        grid = Grid((n, n), spacing, tuple(origin), image.grid.direction)
+        tok = self.tokens(rgb01(image)[None])[0]
+        # tokens of the resized image: each covers a block of (h / n, w / n) original pixels
+        grid = image.grid.resized(tuple(tok.shape[-2:]))
         return FeatureMap([FeatureLevel(tok, grid, "dinov2")], source=image)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from medfeat.geometry import Image
-from medfeat_leaf.teachers import rgb01
+from medfeat.images2d import rgb01
 
 
 def image_tensor(image: Image, size_px: int) -> torch.Tensor:
