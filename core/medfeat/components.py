@@ -118,7 +118,11 @@ class DeformableOptimiser(Protocol):
 
 @runtime_checkable
 class SegmentationHead(Protocol):
-    """A trainable segmentation model on images or frozen backbone features."""
+    """A trainable segmentation model on images or frozen backbone features.
+
+    A head that segments only some labels may expose ``label_ids`` (after :meth:`load`); inference
+    pipelines then score Dice on those labels only, not on every label of the ground truth.
+    """
 
     def fit(
         self,

@@ -97,3 +97,30 @@ def test_pretraining_pipeline(fake_distribution, tmp_path):
         "name": "blobs",
         "n": 3,
     }
+
+
+def test_infer_scores_only_the_labels_the_head_segments(fake_distribution, tmp_path):
+    """Ground truth with more labels than the head knows: Dice of the head's labels only."""
+    plugin = PLUGIN.replace(
+        "lab[3:9, 3:9, 3:9] = 1\n", "lab[3:9, 3:9, 3:9] = 1\n        lab[0:2, 0:2, 0:2] = 2\n"
+    ).replace(
+        'register("threshold", lambda c, ctx: Threshold())',
+        'register("threshold", lambda c, ctx: Threshold())\n'
+        '    register("threshold-label-1", lambda c, ctx: LabelOne())',
+    )
+    plugin += "\nclass LabelOne(Threshold):\n    label_ids = [1]\n"
+    fake_distribution("medfeat-blobs", {"medfeat_blobs.py": plugin}, {"blobs": "medfeat_blobs"})
+    head = tmp_path / "head.json"
+    head.write_text(json.dumps({"t": 0.5}))
+    for name, expected in (("threshold", {"1", "2"}), ("threshold-label-1", {"1"})):
+        infer = tmp_path / f"{name}.yaml"
+        infer.write_text(
+            "kind: segmentation\nmode: infer\ndata: {name: blobs}\n"
+            f"head: {{name: {name}}}\ncheckpoint: {head}\n"
+        )
+        assert main(["-q", "run", str(infer), "--out", str(tmp_path / name)]) == 0
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        case = metrics["cases"]["s3"]
+        assert set(case["dice"]) == expected
+        assert case["mean_dice"] == sum(case["dice"].values()) / len(expected)
+        assert metrics["mean_dice"] == case["mean_dice"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from medfeat.errors import ConfigError
 from medfeat.pipelines.runner import Run
 
@@ -23,7 +25,7 @@ def _samples(run: Run, dataset: Any, split: str) -> list[Any]:
 def run(run: Run) -> dict[str, Any]:
     from medfeat.io.atomic import atomic_write_json
     from medfeat.io.images import write_image
-    from medfeat.metrics.overlap import dice_per_label
+    from medfeat.metrics.overlap import dice_per_label, mean_dice
 
     pipeline = run.resolved.pipeline
     dataset = run.build("data")
@@ -55,7 +57,13 @@ def run(run: Run) -> dict[str, Any]:
         write_image(pred, run.case_dir(sample.id) / "labels.nii.gz", protect=run.protected)
         metrics: dict[str, Any] = {}
         if sample.labels is not None:
-            metrics["dice"] = {str(k): v for k, v in dice_per_label(sample.labels, pred).items()}
+            # only the labels the head segments (a partial label set is not an error of the head)
+            scores = dice_per_label(sample.labels, pred, getattr(head, "label_ids", None))
+            metrics["dice"] = {str(k): v for k, v in scores.items()}
+            metrics["mean_dice"] = mean_dice(scores)
         atomic_write_json(run.case_dir(sample.id) / "metrics.json", metrics)
         summary["cases"][sample.id] = metrics
+    means = [m["mean_dice"] for m in summary["cases"].values() if "mean_dice" in m]
+    if means:
+        summary["mean_dice"] = float(np.nanmean(means)) if np.isfinite(means).any() else float("nan")
     return summary
