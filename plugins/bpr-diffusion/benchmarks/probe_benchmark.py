@@ -6,8 +6,8 @@ CT (``example_ct_sm`` + ``example_seg``, 30 slices of 3 mm): probe trained on nu
 measured on slices 15-29. Pretraining uses no labels; its volumes are the abdomen CT
 (``example_ct.nii.gz``, which contains the labelled slices) and the lung4dct T00 phases.
 
-    python plugins/bpr-diffusion/benchmarks/probe_benchmark.py --out /tmp/bpr-bench \
-        --pretrain-minutes 12 --probe-steps 400
+    python plugins/bpr-diffusion/benchmarks/probe_benchmark.py --out out/bpr-bench \
+        --pretrain-minutes 20 --probe-steps 2000 --probe-minutes 8 --threads 2
 
 A CPU-sized model and schedule: the paper's 67.8 Dice needs full-size pretraining on GPUs.
 """
