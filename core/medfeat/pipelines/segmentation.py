@@ -65,5 +65,7 @@ def run(run: Run) -> dict[str, Any]:
         summary["cases"][sample.id] = metrics
     means = [m["mean_dice"] for m in summary["cases"].values() if "mean_dice" in m]
     if means:
-        summary["mean_dice"] = float(np.nanmean(means)) if np.isfinite(means).any() else float("nan")
+        summary["mean_dice"] = (
+            float(np.nanmean(means)) if np.isfinite(means).any() else float("nan")
+        )
     return summary
