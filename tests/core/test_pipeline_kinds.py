@@ -124,3 +124,48 @@ def test_infer_scores_only_the_labels_the_head_segments(fake_distribution, tmp_p
         assert set(case["dice"]) == expected
         assert case["mean_dice"] == sum(case["dice"].values()) / len(expected)
         assert metrics["mean_dice"] == case["mean_dice"]
+
+
+NESTED = """
+from pydantic import BaseModel, Field
+from medfeat import hookimpl
+from medfeat.config.schema import ComponentRef, nested_component
+
+class InnerCfg(BaseModel, extra="forbid"):
+    stride: int = 1
+
+class Deeper(BaseModel, extra="forbid"):
+    helper: nested_component("pretrainer") = Field(default_factory=lambda: ComponentRef(name="inner"))
+
+class OuterCfg(BaseModel, extra="forbid"):
+    inner: nested_component("pretrainer") = Field(default_factory=lambda: ComponentRef(name="inner"))
+    deeper: Deeper = Field(default_factory=Deeper)
+
+@hookimpl
+def medfeat_register_pretrainers(register):
+    register("inner", lambda c, ctx: None, config=InnerCfg)
+    register("outer", lambda c, ctx: None, config=OuterCfg)
+"""
+
+
+def test_components_named_inside_a_component_are_validated_with_their_yaml_line(
+    fake_distribution, tmp_path, capsys
+):
+    fake_distribution("medfeat-nested", {"medfeat_nested.py": NESTED}, {"n": "medfeat_nested"})
+    cases = {
+        "inner: {name: innr}": ("line 5", "'pretrainer.inner.name'", "Did you mean 'inner'"),
+        "inner: {name: inner, strides: 2}": ("line 5", "'pretrainer.inner.strides'", "unknown option"),
+        "deeper: {helper: {name: inner, stride: x}}": ("line 5", "pretrainer.deeper.helper.stride", "integer"),
+    }  # fmt: skip
+    for i, (section, expected) in enumerate(cases.items()):
+        path = tmp_path / f"p{i}.yaml"
+        path.write_text(
+            f"kind: pretraining\ndata: {{name: breathing-phantom}}\npretrainer:\n  name: outer\n  {section}\n"
+        )
+        assert main(["validate", str(path)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        for text in expected:
+            assert text in err, (section, text, err)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("kind: pretraining\ndata: {name: breathing-phantom}\npretrainer: {name: outer}\n")
+    assert main(["validate", str(ok)]) == 0

@@ -145,10 +145,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def _schema_lines(model) -> list[str]:
     lines = []
     for name, f in model.model_fields.items():
+        from medfeat.config.schema import ComponentKind
+
         ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
         default = (
             "required" if f.is_required() else f"= {f.get_default(call_default_factory=True)!r}"
         )
+        nested = [m.kind for m in f.metadata if isinstance(m, ComponentKind)]
+        if nested:  # another component: {name, options}
+            ann = f"{nested[0].replace('_', ' ')} section"
+            if not f.is_required():
+                ref = f.get_default(call_default_factory=True)
+                default = f"= {{name: {ref.name}{''.join(f', {k}: {v}' for k, v in ref.options.items())}}}"
         desc = f" — {f.description}" if f.description else ""
         lines.append(f"    {name}: {ann} {default}{desc}")
     return lines

@@ -9,7 +9,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from medfeat.config.schema import COMPONENT_FIELDS, PIPELINE_KINDS, ComponentRef, PipelineBase
+from medfeat.config.schema import (
+    COMPONENT_FIELDS,
+    PIPELINE_KINDS,
+    ComponentKind,
+    ComponentRef,
+    PipelineBase,
+)
 from medfeat.config.source import KeyPath, YamlSource, format_key_path
 from medfeat.errors import ConfigError, PluginError
 from medfeat.registry import Registry
@@ -209,4 +215,19 @@ def _resolve_component(
         config = component.config.model_validate(ref.options)
     except ValidationError as exc:
         raise _pydantic_error(exc, source, path, f"{kind.replace('_', ' ')} {ref.name!r}") from None
+    _resolve_nested(config, path, source, registry)
     return ResolvedComponent(kind, component.name, config, component.plugin)
+
+
+def _resolve_nested(
+    model: BaseModel, path: KeyPath, source: YamlSource, registry: Registry
+) -> None:
+    """Resolve and validate the components named inside a component's config (see
+    :func:`~medfeat.config.schema.nested_component`), at any depth of nested models."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        marks = [m for m in info.metadata if isinstance(m, ComponentKind)]
+        if marks and isinstance(value, ComponentRef):
+            _resolve_component(value, marks[0].kind, (*path, name), source, registry)
+        elif isinstance(value, BaseModel):
+            _resolve_nested(value, (*path, name), source, registry)

@@ -7,8 +7,9 @@ component's own config model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +23,28 @@ class ComponentRef(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+@dataclass(frozen=True)
+class ComponentKind:
+    """Marks a config field as naming another registered component of ``kind``."""
+
+    kind: str
+
+
+def nested_component(kind: str) -> Any:
+    """Type of a component config field that holds another component, ``{name: ..., options}``.
+
+    For example a pretrainer's coordinate provider::
+
+        coordinates: nested_component("coordinate_provider") = Field(
+            default_factory=lambda: ComponentRef(name="bbox-normalised"))
+
+    ``medfeat validate`` and ``medfeat run`` resolve the name through the registry (with "did you
+    mean") and validate the options with that component's config model, reporting the YAML line.
+    The component's factory builds it from ``.name`` and ``.options`` when it needs it.
+    """
+    return Annotated[ComponentRef, ComponentKind(kind)]
 
 
 class Strict(BaseModel):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from medfeat.config.schema import ComponentRef, nested_component
 
 
 class Strict(BaseModel):
@@ -33,15 +35,9 @@ class PreprocessConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- coordinates
-class ComponentSection(Strict):
-    """A nested component section: a registered ``name`` plus its options."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+# a coordinate-provider section ({name, options}); the core resolves and validates it
+CoordinatesSection = nested_component("coordinate_provider")
+ComponentSection = ComponentRef
 
 
 class BBoxCoordinatesConfig(Strict):
@@ -128,8 +124,8 @@ class DiffusionConfig(Strict):
 # ----------------------------------------------------------------------------- pretrainer
 class PretrainConfig(Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    coordinates: ComponentSection = Field(
-        default_factory=lambda: ComponentSection(name="bbox-normalised"),
+    coordinates: CoordinatesSection = Field(
+        default_factory=lambda: ComponentRef(name="bbox-normalised"),
         description="Coordinate provider whose maps are concatenated to the noisy patch.",
     )
     unet: UNetConfig = Field(default_factory=UNetConfig)
@@ -190,8 +186,8 @@ class BackboneConfig(Strict):
     # only used with random_init (a checkpoint carries its own)
     unet: UNetConfig = Field(default_factory=UNetConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    coordinates: ComponentSection = Field(
-        default_factory=lambda: ComponentSection(name="bbox-normalised")
+    coordinates: CoordinatesSection = Field(
+        default_factory=lambda: ComponentRef(name="bbox-normalised")
     )
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
 
