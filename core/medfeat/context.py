@@ -38,6 +38,17 @@ def resolve_device(spec: str) -> str:
     return spec
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process under torchrun (``RANK``/``WORLD_SIZE``), else (0, 1).
+
+    Only rank 0 writes a run's summary files and talks to the terminal; components decide
+    themselves how ranks share the work (e.g. DistributedDataParallel training).
+    """
+    import os
+
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch RNGs."""
     import numpy as np

@@ -169,3 +169,27 @@ def test_components_named_inside_a_component_are_validated_with_their_yaml_line(
     ok = tmp_path / "ok.yaml"
     ok.write_text("kind: pretraining\ndata: {name: breathing-phantom}\npretrainer: {name: outer}\n")
     assert main(["validate", str(ok)]) == 0
+
+
+def test_under_torchrun_only_rank_0_writes_the_summary(fake_distribution, tmp_path, monkeypatch):
+    fake_distribution("medfeat-blobs", {"medfeat_blobs.py": PLUGIN}, {"blobs": "medfeat_blobs"})
+    p = tmp_path / "pre.yaml"
+    p.write_text("kind: pretraining\ndata: {name: blobs, n: 2}\npretrainer: {name: stats}\n")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["run", str(p), "--out", str(tmp_path / "r1")]) == 0
+    assert not (tmp_path / "r1" / "provenance.json").exists()
+    assert not (tmp_path / "r1" / "metrics.json").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", str(p), "--out", str(tmp_path / "r0")]) == 0
+    assert json.loads((tmp_path / "r0" / "provenance.json").read_text())["world_size"] == 2
+
+
+def test_python_dash_m_medfeat_is_the_cli():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "medfeat", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "run" in proc.stdout

@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from medfeat.context import RunContext, resolve_device, seed_everything
+    from medfeat.context import RunContext, process_rank, resolve_device, seed_everything
     from medfeat.pipelines import run_pipeline
     from medfeat.progress import Progress
 
@@ -105,7 +105,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = resolved.pipeline
     device = resolve_device(pipeline.device)
     seed_everything(pipeline.seed)
-    progress = Progress(verbosity=args.verbose - args.quiet)
+    rank, _ = process_rank()
+    # under torchrun only rank 0 reports (the other ranks' progress would interleave)
+    progress = (
+        Progress(enabled=False, verbosity=-1)
+        if rank
+        else Progress(verbosity=args.verbose - args.quiet)
+    )
     context = RunContext(device=device, seed=pipeline.seed, progress=progress)
     out_dir = args.out or pipeline.output.dir
     run_pipeline(resolved, registry, context, out_dir)

@@ -84,12 +84,14 @@ def run_pipeline(
     resolved: ResolvedPipeline, registry: Registry, context: RunContext, out_dir: Path | None = None
 ) -> dict[str, Any]:
     """Run a resolved pipeline; returns the summary written to ``metrics.json``."""
+    from medfeat.context import process_rank
     from medfeat.io.atomic import atomic_write_json
     from medfeat.pipelines import correspondence, pretraining, registration, segmentation
     from medfeat.provenance import base_record
 
     pipeline = resolved.pipeline
     out_dir = Path(out_dir or pipeline.output.dir)
+    rank, world = process_rank()
     prepare_out_dir(out_dir, pipeline.output.overwrite)
     context.out_dir = out_dir
     run = Run(resolved, registry, context, out_dir)
@@ -101,11 +103,13 @@ def run_pipeline(
     }
     record = base_record(resolved.to_dict(), context.seed, context.device, registry.plugins)
     record["overrides"] = resolved.overrides
+    record["world_size"] = world
     start = time.perf_counter()
     summary = runners[pipeline.kind](run)
     context.timings["total"] = time.perf_counter() - start
     record["cases"] = run.case_records
     record["timings_s"] = {k: round(v, 4) for k, v in context.timings.items()}
-    atomic_write_json(out_dir / "metrics.json", summary)
-    atomic_write_json(out_dir / "provenance.json", record)
+    if rank == 0:  # under torchrun, one copy of the summary (every rank computed the same run)
+        atomic_write_json(out_dir / "metrics.json", summary)
+        atomic_write_json(out_dir / "provenance.json", record)
     return summary

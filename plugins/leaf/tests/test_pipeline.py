@@ -115,3 +115,17 @@ def test_cvc_example_runs_on_the_real_frames(shared_data, tmp_path, monkeypatch)
     assert code == 0
     cases = json.loads((tmp_path / "t" / "metrics.json").read_text())["cases"]
     assert len(cases) == 4 and all("dice" in c for c in cases.values())
+
+
+def test_distributed_training_under_torchrun_on_cpu(tmp_path):
+    """Two processes (gloo on CPU) train one model with DistributedDataParallel; rank 0 writes."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medfeat",
+           "run", str(EXAMPLES / "leaf-synthetic-smoke.yaml"), "--out", str(out), "--device", "cpu",
+           "head.training.max_steps=3", "data.n_train=8", "data.size_px=32",
+           "head.training.image_size_px=32", "data.n_validation=2"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "provenance.json").read_text())["world_size"] == 2
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 3
+    assert proc.stderr.count("Outputs, metrics.json") == 1  # only rank 0 reports
