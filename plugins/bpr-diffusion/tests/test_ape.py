@@ -74,28 +74,55 @@ class _Pool4(torch.nn.Module):
         return F.avg_pool3d(x, 4).repeat(1, 3, 1, 1, 1)
 
 
-def _x_ramp_ct(make_ct):
-    """CT whose HU rises along world x (LPS), so the axis handling can be read off the output."""
+def _ramp_ct(make_ct, axis: int):
+    """CT whose HU rises along world LPS axis ``axis`` (0 = x, 1 = y, 2 = z)."""
     image = make_ct(shape=(12, 20, 24), spacing=2.0)[0]
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in image.grid.shape], indexing="ij"), -1)
     world = image.grid.array_index_to_world(idx.reshape(-1, 3)).reshape(*image.grid.shape, 3)
-    hu = -1000.0 + 20.0 * (world[..., 0] - world[..., 0].min())
-    return type(image)(hu.astype(np.float32), image.grid, {"name": "x-ramp"})
+    hu = -1000.0 + 20.0 * (world[..., axis] - world[..., axis].min())
+    return type(image)(hu.astype(np.float32), image.grid, {"name": f"ramp{axis}"})
+
+
+def _config(**kw):
+    base = {"checkpoint": "unused.ckpt", "spacing_mm": (2.0, 2.0, 2.0),
+            "window_hu": (-1000.0, 0.0), "pad_multiple_vox": 8, "patch_size_vox": None}  # fmt: skip
+    return APECoordinatesConfig(**{**base, **kw})
+
+
+class _Recorder(_Pool4):
+    def forward(self, x):
+        self.seen = x[0, 0].clone()
+        return super().forward(x)
+
+
+def test_the_network_sees_vox2vec_dicom_canonical_arrays(make_ct):
+    """APE's arrays: axis 0 towards posterior (+y), axis 1 towards left (+x), axis 2 inferior (-z)."""
+    seen = []
+    for axis in range(3):
+        net = _Recorder()
+        APECoordinates(_config(), net=net).coordinates(_ramp_ct(make_ct, axis))
+        seen.append(net.seen)
+    for world_axis, (array_axis, sign) in enumerate([(1, 1), (0, 1), (2, -1)]):
+        arr = seen[world_axis]
+        inside = arr[(arr > 0.02) & (arr < 0.98)]
+        assert inside.numel() > 10
+        profile = arr.movedim(array_axis, 0).flatten(1)
+        steps = profile[1:] - profile[:-1]  # along the expected array axis
+        body = (profile[1:] > 0.02) & (profile[:-1] > 0.02) & (profile[1:] < 0.98)
+        assert (sign * steps[body] > 0).all(), (world_axis, array_axis)
+        for other in {0, 1, 2} - {array_axis}:  # constant along the other axes (inside the image)
+            prof = arr.movedim(other, 0).flatten(1)
+            both = (prof[1:] > 0.02) & (prof[:-1] > 0.02) & (prof[1:] < 0.98) & (prof[:-1] < 0.98)
+            assert torch.allclose(prof[1:][both], prof[:-1][both], atol=1e-4), (world_axis, other)
 
 
 @pytest.mark.parametrize("patch", [None, (8, 16, 8)])
-def test_coordinates_follow_apes_ras_xyz_convention_on_a_world_grid(make_ct, patch):
-    image = _x_ramp_ct(make_ct)
-    cfg = APECoordinatesConfig(
-        checkpoint="unused.ckpt",
-        spacing_mm=(2.0, 2.0, 2.0),
-        window_hu=(-1000.0, 0.0),
-        pad_multiple_vox=8,
-        patch_size_vox=patch,
-    )
-    level = APECoordinates(cfg, net=_Pool4()).coordinates(image).levels[0]
+def test_coordinates_land_at_the_right_world_positions(make_ct, patch):
+    image = _ramp_ct(make_ct, 0)
+    level = APECoordinates(_config(patch_size_vox=patch), net=_Pool4()).coordinates(image).levels[0]
     grid = level.grid
-    assert np.allclose(grid.direction, np.diag([-1.0, -1.0, 1.0]))  # RAS+ canonical
+    expected_dir = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
+    assert np.allclose(grid.direction, expected_dir)  # i: inferior, j: left, k: posterior
     assert grid.spacing == (8.0, 8.0, 8.0) and level.data.shape == (3, *grid.shape)
     # the value at each coarse voxel is the windowed HU at its world x (the ramp is linear in x)
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1)
@@ -106,14 +133,9 @@ def test_coordinates_follow_apes_ras_xyz_convention_on_a_world_grid(make_ct, pat
     expected = np.clip(20.0 * (world[:, 0] - lo[0]) / 1000.0, 0, 1)
     got = level.data[0].numpy().reshape(-1)
     assert np.allclose(got[inside], expected[inside], atol=0.02)
-    # i of the canonical grid runs towards -x (patient right): values fall along numpy axis 2
-    row = level.data[0, 0, 0].numpy()
-    assert (np.diff(row[row > 0.01]) <= 1e-6).all()
 
 
 def test_sliding_windows_need_multiples_of_the_networks_stride():
-    cfg = APECoordinatesConfig(
-        checkpoint="unused.ckpt", patch_size_vox=(8, 12, 8), pad_multiple_vox=8
-    )
+    cfg = _config(patch_size_vox=(8, 12, 8))
     with pytest.raises(CheckpointError, match="multiples of 8"):
         APECoordinates(cfg, net=_Pool4())

@@ -88,14 +88,14 @@ def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path,
         checkpoint=tmp_path / "ape.pt2", spacing_mm=(2.0, 2.0, 3.0), pad_multiple_vox=8
     )
     level = APECoordinates(cfg).coordinates(image).levels[0]
-    assert level.data.shape[0] == 3 and level.grid.spacing == (8.0, 8.0, 12.0)
+    assert level.data.shape[0] == 3 and level.grid.spacing == (12.0, 8.0, 8.0)  # ITK i: the slices
     assert (
         level.data.shape[1:] == level.grid.shape and ((level.data >= 0) & (level.data <= 1)).all()
     )
     # the output grid covers the image's world box
     lo, hi = image.grid.world_extent()
     glo, ghi = level.grid.world_extent()
-    half = np.array(level.grid.spacing) / 2  # coarse voxel centres lie half a coarse voxel inside
+    half = np.abs(level.grid.direction) @ np.array(level.grid.spacing) / 2  # in world axes
     assert (glo <= lo + half).all() and (ghi >= hi - half).all()
     with pytest.raises(CheckpointError, match="expected \\[1, 24"):
         APECoordinates(cfg.model_copy(update={"channels": 24})).coordinates(image)

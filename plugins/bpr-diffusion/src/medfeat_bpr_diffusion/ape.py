@@ -1,14 +1,17 @@
 """APE dense 3D body-part coordinates (Goncharov et al., MIT) as coordinate providers.
 
-APE predicts 3 coordinates per voxel at stride 4. Its convention, followed by both providers: CT on a
-RAS+ canonical grid (LPS direction diag(-1, -1, 1)), arrays in (x, y, z) order, 1 x 1 x 1.5 mm,
-HU [-1000, 300] -> [0, 1]. The output keeps its geometry: a stride-4 grid over the same voxel box.
+APE predicts 3 coordinates per voxel at stride 4. It is trained on arrays prepared by vox2vec's
+``to_canonical_orientation`` ("dicom-canonical"): array axis 0 runs towards posterior, axis 1
+towards the patient's left, axis 2 towards inferior (slices last), at 1 x 1 x 1.5 mm, HU
+[-1000, 300] -> [0, 1]. Both providers resample the CT onto a grid with exactly that layout
+(LPS direction columns for i, j, k: -z, +x, +y), so the network sees APE's arrays and its output
+keeps its geometry: a stride-4 grid over the same voxel box.
 
 - ``ape``: the published network (:mod:`medfeat_bpr_diffusion.ape_net`) loaded strictly from a
   local Lightning checkpoint of APE's training or a plain state dict; sliding windows over large
   scans.
 - ``ape-exported``: any APE-like network exported by the user with ``torch.export`` (for revisions
-  whose layout differs from the published one).
+  whose layout differs from the published one), fed the same arrays.
 
 Departure: APE's CLAHE contrast step is not applied.
 """
@@ -26,37 +29,39 @@ from medfeat.errors import CheckpointError
 from medfeat.geometry import Grid, Image
 from medfeat_bpr_diffusion.config import APECoordinatesConfig, APEExportedConfig, APEInputConfig
 
-RAS_IN_LPS = np.diag([-1.0, -1.0, 1.0])
+# ITK (i, j, k) axes of vox2vec's dicom-canonical arrays in LPS: i (array axis 2) -> inferior,
+# j (axis 1) -> patient left, k (axis 0) -> posterior
+DICOM_CANONICAL = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
 APE_SOURCE = (
     "APE (github.com/mishgon/ape, MIT) publishes its training code; train it (or obtain a trained "
     "checkpoint from its authors) and give the local Lightning .ckpt (or the network's state dict)."
 )
 APE_EXPORT_SOURCE = (
-    "Export a trained APE network with torch.export.export (dynamic X, Y, Z) and "
+    "Export a trained APE network with torch.export.export (dynamic spatial sizes) and "
     "torch.export.save(program, 'ape.pt2'); give that local file."
 )
 
 
 def canonical_input(image: Image, c: APEInputConfig) -> tuple[torch.Tensor, Grid]:
-    """The image on APE's RAS+ canonical grid, windowed to [0, 1], numpy order ``[Z, Y, X]``."""
+    """The image as APE's input array (dicom-canonical, windowed to [0, 1]) and its grid."""
     from medfeat.io.resample import resample_to_grid
 
     lo, hi = image.grid.world_extent()
-    spacing = np.asarray(c.spacing_mm, dtype=np.float64)
-    size = np.ceil((hi - lo) / spacing).astype(int) + 1
-    size = (np.ceil(size / c.pad_multiple_vox) * c.pad_multiple_vox).astype(int)
-    # RAS+: i runs towards -x (right), j towards -y (anterior), k towards +z, starting at the corner
-    origin = (hi[0], hi[1], lo[2])
-    grid = Grid(tuple(int(s) for s in size[::-1]), tuple(spacing), origin, RAS_IN_LPS)
+    sx, sy, sz = (float(v) for v in c.spacing_mm)
+    n = np.ceil((hi - lo) / np.array([sx, sy, sz])).astype(int) + 1
+    n = (np.ceil(n / c.pad_multiple_vox) * c.pad_multiple_vox).astype(int)
+    # array (posterior, left, inferior) = numpy (k, j, i); first voxel at min y, min x, max z
+    grid = Grid(
+        (int(n[1]), int(n[0]), int(n[2])), (sz, sx, sy), (lo[0], lo[1], hi[2]), DICOM_CANONICAL
+    )
     hu = resample_to_grid(image, grid, "linear", default_value=c.background_hu).numpy()
     x = np.clip((hu - c.window_hu[0]) / (c.window_hu[1] - c.window_hu[0]), 0, 1)
     return torch.from_numpy(x.astype(np.float32)), grid
 
 
-def run_xyz(net: Any, zyx: torch.Tensor, device: str) -> torch.Tensor:
-    """Feed a ``[Z, Y, X]`` array to a network in APE's ``[1, 1, X, Y, Z]`` layout; ``[C, z, y, x]``."""
-    out = net(zyx.permute(2, 1, 0)[None, None].to(device))
-    return out[0].permute(0, 3, 2, 1).float().cpu()
+def run_network(net: Any, array: torch.Tensor, device: str) -> torch.Tensor:
+    """APE on one canonical array ``[A0, A1, A2]`` -> ``[C, A0/s, A1/s, A2/s]`` (same layout)."""
+    return net(array[None, None].to(device))[0].float().cpu()
 
 
 def stride_grid(grid: Grid, stride: int, shape: tuple[int, ...]) -> Grid:
@@ -120,7 +125,7 @@ class APECoordinates:
         c, s = self.config, self.stride
         x, grid = canonical_input(image, c)
         if c.patch_size_vox is None:
-            data = run_xyz(self.net, x, self.device)
+            data = run_network(self.net, x, self.device)
         else:
             window = tuple(min(p, n) for p, n in zip(c.patch_size_vox, x.shape, strict=True))
             data = sliding_average(
@@ -129,7 +134,7 @@ class APECoordinates:
                 c.overlap,
                 [s],
                 [self.channels],
-                lambda sl: [run_xyz(self.net, x[sl], self.device)],
+                lambda sl: [run_network(self.net, x[sl], self.device)],
                 align=self.net.arch.max_stride,
                 stitching=c.stitching,
             )[0]
@@ -166,12 +171,12 @@ class APEExportedCoordinates:
     def coordinates(self, image: Image) -> FeatureMap:
         c, s = self.config, self.config.output_stride_vox
         x, grid = canonical_input(image, c)
-        data = run_xyz(self.net, x, self.device)
+        data = run_network(self.net, x, self.device)
         expected = (c.channels, *(n // s for n in grid.shape))
         if tuple(data.shape) != expected:
             raise CheckpointError(
                 f"The APE network returned {data.shape[0]} channels on "
-                f"{tuple(data.shape[1:])} (z, y, x); expected [1, {', '.join(map(str, expected))}] "
+                f"{tuple(data.shape[1:])}; expected [1, {', '.join(map(str, expected))}] "
                 f"(stride {s}).",
                 remedy="Set channels / output_stride_vox to the exported network's, or re-export it.",
             )

@@ -183,7 +183,7 @@ class LinearDenseHead3d(nn.Module):
 
 
 class APENetwork(nn.Module):
-    """``[N, 1, X, Y, Z]`` CT in [0, 1] -> ``[N, 3, X/4, Y/4, Z/4]`` coordinates (sigmoid x scale)."""
+    """``[N, 1, A0, A1, A2]`` CT in [0, 1] -> ``[N, 3, A0/4, A1/4, A2/4]`` coordinates (sigmoid x scale)."""
 
     def __init__(self, arch: APEArchitecture | None = None) -> None:
         super().__init__()

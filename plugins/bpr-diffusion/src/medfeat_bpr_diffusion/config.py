@@ -59,7 +59,8 @@ class BPRCoordinatesConfig(Strict):
 
 
 class APEInputConfig(Strict):
-    """APE's input convention: RAS+ canonical grid, (x, y, z) array order, HU window -> [0, 1]."""
+    """APE's input: vox2vec's dicom-canonical arrays (axes towards posterior, left, inferior),
+    HU window -> [0, 1]."""
 
     spacing_mm: tuple[float, float, float] = Field(
         (1.0, 1.0, 1.5), description="Input spacing (ITK order x, y, z); APE: 1 x 1 x 1.5 mm."
@@ -77,8 +78,9 @@ class APECoordinatesConfig(APEInputConfig):
         "`nn.*` keys and `scale`) or a plain state dict of the network."
     )
     patch_size_vox: tuple[int, int, int] | None = Field(
-        (64, 128, 128),
-        description="Sliding window (numpy order z, y, x; multiples of 32); APE trained on "
+        (128, 128, 64),
+        description="Sliding window in APE's array order (posterior, left, inferior axes; "
+        "multiples of 32); APE trained on "
         "128 x 128 x 64 crops. null: the whole volume at once (memory grows with the scan).",
     )
     overlap: float = Field(0.5, ge=0, lt=1, description="Sliding-window overlap fraction.")
@@ -89,8 +91,8 @@ class APECoordinatesConfig(APEInputConfig):
 
 class APEExportedConfig(APEInputConfig):
     checkpoint: Path = Field(
-        description="Local torch.export program (.pt2) of an APE-style network: [1, 1, X, Y, Z] "
-        "in [0, 1] (APE's convention) -> [1, C, X/s, Y/s, Z/s] coordinates."
+        description="Local torch.export program (.pt2) of an APE-style network: [1, 1, A0, A1, A2] "
+        "in [0, 1] (APE's convention) -> [1, C, A0/s, A1/s, A2/s] coordinates (the same layout)."
     )
     output_stride_vox: int = Field(4, ge=1, description="Output stride of the network (APE: 4).")
     channels: int = Field(3, ge=1, description="Coordinate channels (APE: 3, or 24 sin-cos).")
