@@ -1,51 +1,88 @@
 """Stop long loops at a step boundary on Ctrl-C / SIGTERM, so they can save before exiting.
 
-A training loop wraps itself in :func:`stop_requests` and polls ``requested`` once per step; when it
-is set the loop writes its checkpoint and raises :class:`~medfeat.errors.Interrupted`. A second
-signal interrupts at once (``KeyboardInterrupt``), for loops stuck inside a long step. Outside the
-main thread (where handlers cannot be installed) the guard never fires and signals behave as usual.
+A training loop wraps itself in :func:`stop_requests` and asks :meth:`StopRequest.agree` once per
+step whether to stop; when it must, it saves inside :meth:`StopRequest.saving` and raises
+:class:`~medfeat.errors.Interrupted`. A second signal interrupts at once (``KeyboardInterrupt``),
+for loops stuck inside a long step, unless it comes within ``repeat_grace_s`` of the first (torchrun
+forwards the terminal's Ctrl-C to workers that already got it) or while a checkpoint is being
+written. Outside the main thread (where handlers cannot be installed) the guard never fires.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def agree_any(flags: tuple[bool, ...], device: str = "cpu") -> tuple[bool, ...]:
+    """Each flag OR-ed over the processes of a distributed run (a collective: every rank must call
+    it at the same step); the flags themselves in a single process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return tuple(bool(f) for f in flags)
+    import torch
+
+    t = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in t.tolist())
+
+
+def barrier() -> None:
+    """Wait for every process of a distributed run (no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 class StopRequest:
     """Set by the first SIGINT/SIGTERM received inside :func:`stop_requests`."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_grace_s: float = 2.0) -> None:
         self.requested = False
         self.signal_name: str | None = None
+        self.repeat_grace_s = repeat_grace_s
+        self._first_at = 0.0
+        self._saving = False
+
+    def agree(self, device: str = "cpu", *others: bool) -> tuple[bool, ...]:
+        """``(stop requested on any rank, *others OR-ed over ranks)``: one collective per step, so
+        that all ranks leave the loop at the same step, whatever the reason."""
+        return agree_any((self.requested, *others), device)
 
     def any_rank(self, device: str = "cpu") -> bool:
-        """Whether any process of a distributed run was asked to stop (a collective: every rank
-        must call it at the same step, so that all of them leave the loop together)."""
-        import torch
-        import torch.distributed as dist
+        """Whether any process was asked to stop (a collective, see :func:`agree_any`)."""
+        return self.agree(device)[0]
 
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return self.requested
-        flag = torch.tensor([float(self.requested)], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Signals do not interrupt the block (a checkpoint being written); ranks meet at its end."""
+        self._saving = True
+        try:
+            yield
+            barrier()
+        finally:
+            self._saving = False
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self._first_at = True, now
+            self.signal_name = signal.Signals(signum).name
+        elif not self._saving and now - self._first_at > self.repeat_grace_s:
             raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
 
 
 @contextmanager
-def stop_requests() -> Iterator[StopRequest]:
+def stop_requests(repeat_grace_s: float = 2.0) -> Iterator[StopRequest]:
     """Turn SIGINT/SIGTERM into a polled flag for the duration of the block (main thread only)."""
-    guard = StopRequest()
+    guard = StopRequest(repeat_grace_s)
     if threading.current_thread() is not threading.main_thread():
         yield guard
         return

@@ -203,18 +203,21 @@ class DDPMPretrainer:
         stopped = "max_steps"
         with stop_requests() as guard:
             while step < c.max_steps:
-                if guard.any_rank(device):
-                    save(step)
+                out_of_time = bool(
+                    c.max_wall_time_min
+                    and time.perf_counter() - start_time > 60 * c.max_wall_time_min
+                )
+                stop, out_of_time = guard.agree(device, out_of_time)  # same step on all ranks
+                if stop:
+                    with guard.saving():
+                        save(step)
                     raise Interrupted(
                         f"bpr-ddpm pretraining stopped by {guard.signal_name or 'a signal'} at step "
                         f"{step}; the checkpoint {ckpt_path} holds every step done.",
                         remedy="Run the same command again (resume is on by default) to continue "
                         "from that step.",
                     )
-                if (
-                    c.max_wall_time_min
-                    and time.perf_counter() - start_time > 60 * c.max_wall_time_min
-                ):
+                if out_of_time:
                     stopped = "max_wall_time_min"
                     break
                 x, coords, t, noise = sample_batch(stream, c, context.seed, step, rank, world)

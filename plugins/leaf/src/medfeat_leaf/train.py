@@ -166,16 +166,21 @@ class Trainer:
         report = self.context.progress.callback("LEAF training")
         with stop_requests() as guard:
             while step < cfg.max_steps:
-                if guard.any_rank(self.device):
-                    if self.rank == 0:
-                        _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+                out_of_time = (
+                    cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
+                )
+                stop, out_of_time = guard.agree(self.device, out_of_time)  # same step on all ranks
+                if stop:
+                    with guard.saving():
+                        if self.rank == 0:
+                            _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
                     raise Interrupted(
                         f"LEAF training stopped by {guard.signal_name or 'a signal'} at step {step}; "
                         f"the checkpoint {ckpt} holds every step done.",
                         remedy="Run the same command again (training.resume is on by default) to "
                         "continue from that step.",
                     )
-                if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
+                if out_of_time:
                     self.context.progress.log(f"LEAF: wall-clock bound reached at step {step}")
                     break
                 seed = _step_seed(self.context.seed, step)
