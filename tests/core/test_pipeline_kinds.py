@@ -140,6 +140,8 @@ class Deeper(BaseModel, extra="forbid"):
 class OuterCfg(BaseModel, extra="forbid"):
     inner: nested_component("pretrainer") = Field(default_factory=lambda: ComponentRef(name="inner"))
     deeper: Deeper = Field(default_factory=Deeper)
+    maybe: nested_component("pretrainer") | None = None
+    several: list[nested_component("pretrainer")] = []
 
 @hookimpl
 def medfeat_register_pretrainers(register):
@@ -156,6 +158,8 @@ def test_components_named_inside_a_component_are_validated_with_their_yaml_line(
         "inner: {name: innr}": ("line 5", "'pretrainer.inner.name'", "Did you mean 'inner'"),
         "inner: {name: inner, strides: 2}": ("line 5", "'pretrainer.inner.strides'", "unknown option"),
         "deeper: {helper: {name: inner, stride: x}}": ("line 5", "pretrainer.deeper.helper.stride", "integer"),
+        "maybe: {name: iner}": ("line 5", "'pretrainer.maybe.name'", "Did you mean 'inner'"),
+        "several: [{name: inner}, {name: inner, strid: 1}]": ("line 5", "pretrainer.several[1].strid", "unknown option"),
     }  # fmt: skip
     for i, (section, expected) in enumerate(cases.items()):
         path = tmp_path / f"p{i}.yaml"
@@ -180,9 +184,20 @@ def test_under_torchrun_only_rank_0_writes_the_summary(fake_distribution, tmp_pa
     assert main(["run", str(p), "--out", str(tmp_path / "r1")]) == 0
     assert not (tmp_path / "r1" / "provenance.json").exists()
     assert not (tmp_path / "r1" / "metrics.json").exists()
+    infer = tmp_path / "infer.yaml"
+    head = tmp_path / "head.json"
+    head.write_text(json.dumps({"t": 0.5}))
+    infer.write_text(
+        "kind: segmentation\nmode: infer\ndata: {name: blobs}\nhead: {name: threshold}\n"
+        f"checkpoint: {head}\n"
+    )
+    assert main(["run", str(infer), "--out", str(tmp_path / "i1")]) == 0
+    assert not (tmp_path / "i1").exists()  # inference is rank 0's whole job: nothing written here
     monkeypatch.setenv("RANK", "0")
     assert main(["run", str(p), "--out", str(tmp_path / "r0")]) == 0
     assert json.loads((tmp_path / "r0" / "provenance.json").read_text())["world_size"] == 2
+    assert main(["run", str(infer), "--out", str(tmp_path / "i0")]) == 0
+    assert (tmp_path / "i0" / "s3" / "labels.nii.gz").is_file()
 
 
 def test_python_dash_m_medfeat_is_the_cli():

@@ -219,6 +219,20 @@ def _resolve_component(
     return ResolvedComponent(kind, component.name, config, component.plugin)
 
 
+def _nested_kind(annotation: Any) -> str | None:
+    """The component kind marked anywhere in a field's type (also inside ``X | None``, ``list[X]``)."""
+    from typing import get_args
+
+    for mark in getattr(annotation, "__metadata__", ()):
+        if isinstance(mark, ComponentKind):
+            return mark.kind
+    for arg in get_args(annotation):
+        kind = _nested_kind(arg)
+        if kind:
+            return kind
+    return None
+
+
 def _resolve_nested(
     model: BaseModel, path: KeyPath, source: YamlSource, registry: Registry
 ) -> None:
@@ -226,8 +240,13 @@ def _resolve_nested(
     :func:`~medfeat.config.schema.nested_component`), at any depth of nested models."""
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        marks = [m for m in info.metadata if isinstance(m, ComponentKind)]
-        if marks and isinstance(value, ComponentRef):
-            _resolve_component(value, marks[0].kind, (*path, name), source, registry)
+        marks = [m.kind for m in info.metadata if isinstance(m, ComponentKind)]
+        kind = marks[0] if marks else _nested_kind(info.annotation)
+        if kind and isinstance(value, ComponentRef):
+            _resolve_component(value, kind, (*path, name), source, registry)
+        elif kind and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, ComponentRef):
+                    _resolve_component(item, kind, (*path, name, i), source, registry)
         elif isinstance(value, BaseModel):
             _resolve_nested(value, (*path, name), source, registry)

@@ -80,6 +80,13 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _uses_all_ranks(pipeline: Any) -> bool:
+    """Training pipelines share their work over torchrun's ranks (DistributedDataParallel)."""
+    return pipeline.kind == "pretraining" or (
+        pipeline.kind == "segmentation" and pipeline.mode == "train"
+    )
+
+
 def run_pipeline(
     resolved: ResolvedPipeline, registry: Registry, context: RunContext, out_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -92,7 +99,12 @@ def run_pipeline(
     pipeline = resolved.pipeline
     out_dir = Path(out_dir or pipeline.output.dir)
     rank, world = process_rank()
-    prepare_out_dir(out_dir, pipeline.output.overwrite)
+    if rank > 0 and not _uses_all_ranks(pipeline):
+        return {}  # registration, correspondence, inference: rank 0 does the whole job
+    if rank == 0:
+        prepare_out_dir(out_dir, pipeline.output.overwrite)
+    else:  # rank 0 checks (and may refuse) the folder; the others only need it to exist
+        out_dir.mkdir(parents=True, exist_ok=True)
     context.out_dir = out_dir
     run = Run(resolved, registry, context, out_dir)
     runners = {

@@ -46,7 +46,7 @@ def test_example_train_then_infer_through_the_cli(tmp_path, capsys):
     assert code == 2  # a clear error (missing data folder), no traceback
 
 
-def test_a_dinov3_backbone_from_another_plugin_is_the_distillation_teacher(tmp_path):
+def test_a_dinov3_backbone_from_another_plugin_is_the_distillation_teacher(tmp_path, capsys):
     """Mixing: any registered 2D backbone can teach LEAF, here medfeat-dinov3's `dinov3-2d`."""
     pytest.importorskip("medfeat_dinov3", reason="medfeat-dinov3 is not installed")
     import torch
@@ -64,6 +64,11 @@ def test_a_dinov3_backbone_from_another_plugin_is_the_distillation_teacher(tmp_p
     assert metrics["steps"] == 2 and metrics["distillation"] == "ImageBackbone2D"
     state = torch.load(tmp_path / "o" / "leaf.pt", weights_only=True)
     assert state["teacher_dim"] == 64  # the tiny DINOv3's width reached the projector
+
+    doc["backbone"] = {"name": "dinov3-slices", "model": "tiny", "random_weights": True}
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(path), "--out", str(tmp_path / "s"), "--device", "cpu"]) == 2
+    assert "dinov3-2d from medfeat-dinov3" in " ".join(capsys.readouterr().err.split())
 
 
 def test_stability_reports_the_spread_over_seeds(tiny, blobs, tmp_path):

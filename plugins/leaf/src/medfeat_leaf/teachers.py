@@ -123,7 +123,15 @@ def teacher_tokens(backbone, rgb01: torch.Tensor, grid_hw: tuple[int, int]) -> t
         feats = backbone.tokens(rgb01[None])[0]
     else:
         image = Image(rgb01, Grid.from_shape(tuple(rgb01.shape[-2:])), {"name": "teacher input"})
-        feats = backbone.extract(image).levels[0].data.float()
+        try:
+            feats = backbone.extract(image).levels[0].data.float()
+        except DataError as exc:  # e.g. a slice backbone that only takes 3D volumes
+            raise DataError(
+                f"The distillation teacher cannot encode a 2D RGB image: {exc.message}",
+                remedy="Use a 2D backbone as LEAF's teacher: patch-descriptor-2d, "
+                "dinov2-registers-2d, or dinov3-2d from medfeat-dinov3 (dinov3-slices is for "
+                "3D volumes).",
+            ) from None
         if feats.ndim != 3:
             raise DataError(
                 f"the teacher backbone returned features of shape {tuple(feats.shape)}, not [C, h, w].",
