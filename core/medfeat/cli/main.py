@@ -196,6 +196,11 @@ def cmd_components(args: argparse.Namespace) -> int:
 
 
 def _print_error(exc: BaseException) -> None:
+    from medfeat.context import process_rank
+    from medfeat.errors import Interrupted
+
+    if isinstance(exc, Interrupted) and process_rank()[0] > 0:
+        return  # under torchrun every rank stops together; rank 0 says so once
     console = _console(stderr=True)
     title = getattr(exc, "title", "Error")
     console.print(f"[bold red]{title}:[/bold red] {exc}")

@@ -125,7 +125,7 @@ def test_cvc_example_runs_on_the_real_frames(shared_data, tmp_path, monkeypatch)
 def test_distributed_training_under_torchrun_on_cpu(tmp_path):
     """Two processes (gloo on CPU) train one model with DistributedDataParallel; rank 0 writes."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medfeat",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "medfeat",
            "run", str(EXAMPLES / "leaf-synthetic-smoke.yaml"), "--out", str(out), "--device", "cpu",
            "head.training.max_steps=3", "data.n_train=8", "data.size_px=32",
            "head.training.image_size_px=32", "data.n_validation=2"]  # fmt: skip
