@@ -61,3 +61,20 @@ def test_sha256_streams_files_and_folders(tmp_path):
     assert folder == sha256_files([tmp_path / "d" / "2", tmp_path / "d" / "1"])
     (tmp_path / "d" / "2").rename(tmp_path / "d" / "0")  # renaming slices does not change the hash
     assert sha256_file(tmp_path / "d") == folder
+
+
+def test_json_is_strict_non_finite_numbers_become_null(tmp_path):
+    import json
+
+    import numpy as np
+
+    obj = {"dice": {"1": 0.5, "7": float("nan")}, "hd": [np.float64("inf"), 2.0], "n": 3}
+    atomic_write_json(tmp_path / "m.json", obj)
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def strict(token):
+        raise ValueError(token)
+
+    loaded = json.loads(text, parse_constant=strict)  # a strict parser accepts it
+    assert loaded == {"dice": {"1": 0.5, "7": None}, "hd": [None, 2.0], "n": 3}

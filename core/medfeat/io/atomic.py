@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -57,9 +58,23 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     return atomic_write_bytes(path, text.encode(encoding))
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats (NaN, ±inf: e.g. the Dice of a label absent from both maps)
+    replaced by ``None``, so that the JSON is strict (``null``) and any parser reads it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Serialise ``obj`` as JSON and write it atomically (nothing is written if serialising fails)."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    """Serialise ``obj`` as strict JSON (NaN/inf -> null) and write it atomically (nothing is
+    written if serialising fails)."""
+    text = json.dumps(json_safe(obj), indent=indent, sort_keys=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
 
 
 def check_not_protected(path: str | os.PathLike, protect: set[Path] | None) -> None:

@@ -165,15 +165,16 @@ def main() -> None:
 def table(results: dict) -> str:
     import numpy as np
 
+    def dice(name: str, label: int) -> float:  # null (label absent from both maps) -> NaN
+        value = results["probes"][name]["test_dice"].get(str(label))
+        return float("nan") if value is None else value
+
     names = list(results["probes"])
     lines = ["| organ (label) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for k, organ in LABELS.items():
-        vals = [results["probes"][n]["test_dice"].get(str(k), float("nan")) for n in names]
+        vals = [dice(n, k) for n in names]
         lines.append(f"| {organ} ({k}) | " + " | ".join(f"{100 * v:.1f}" for v in vals) + " |")
-    means = [
-        np.nanmean([results["probes"][n]["test_dice"].get(str(k), np.nan) for k in LABELS])
-        for n in names
-    ]
+    means = [np.nanmean([dice(n, k) for k in LABELS]) for n in names]
     lines.append("| **mean** | " + " | ".join(f"**{100 * m:.1f}**" for m in means) + " |")
     steps = [str(results["probes"][n]["train"]["steps"]) for n in names]
     lines.append("| probe steps | " + " | ".join(steps) + " |")
