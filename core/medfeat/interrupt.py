@@ -10,6 +10,7 @@ written. Outside the main thread (where handlers cannot be installed) the guard 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -66,8 +67,10 @@ class StopRequest:
         self._saving = True
         try:
             yield
-            barrier()
         finally:
+            # ranks meet even when the save failed (its error is the one that propagates)
+            with contextlib.suppress(Exception):
+                barrier()
             self._saving = False
 
     def _handle(self, signum: int, frame: object) -> None:

@@ -95,3 +95,16 @@ def test_lung4dct_adapter_on_real_data(shared_data):
     d = np.linalg.norm(case.fixed_points.points - case.moving_points.points, axis=1).mean()
     assert d == pytest.approx(4.4, abs=0.05)  # the README's initial landmark distance for case 2
     assert np.allclose(np.diag(case.fixed.grid.direction), [1, 1, -1])
+
+
+def test_bench_on_a_torchrun_rank_above_0_leaves_the_work_to_rank_0(tmp_path, monkeypatch):
+    root = tmp_path / "lung"
+    make_case(root, "case_a", 0)
+    p = tmp_path / "p.yaml"
+    p.write_text(PIPELINE)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "bench"
+    args = ["-q", "bench", str(p), "--dataset", "lung4dct", "--root", str(root), "--out", str(out)]
+    assert main(args) == 0
+    assert not (out / "results.json").exists()

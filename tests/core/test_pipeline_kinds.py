@@ -142,6 +142,7 @@ class OuterCfg(BaseModel, extra="forbid"):
     deeper: Deeper = Field(default_factory=Deeper)
     maybe: nested_component("pretrainer") | None = None
     several: list[nested_component("pretrainer")] = []
+    named: dict[str, nested_component("pretrainer")] = {}
 
 @hookimpl
 def medfeat_register_pretrainers(register):
@@ -160,6 +161,7 @@ def test_components_named_inside_a_component_are_validated_with_their_yaml_line(
         "deeper: {helper: {name: inner, stride: x}}": ("line 5", "pretrainer.deeper.helper.stride", "integer"),
         "maybe: {name: iner}": ("line 5", "'pretrainer.maybe.name'", "Did you mean 'inner'"),
         "several: [{name: inner}, {name: inner, strid: 1}]": ("line 5", "pretrainer.several[1].strid", "unknown option"),
+        "named: {a: {name: inner, strid: 1}}": ("line 5", "pretrainer.named.a.strid", "unknown option"),
     }  # fmt: skip
     for i, (section, expected) in enumerate(cases.items()):
         path = tmp_path / f"p{i}.yaml"

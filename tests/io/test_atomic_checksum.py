@@ -68,7 +68,8 @@ def test_json_is_strict_non_finite_numbers_become_null(tmp_path):
 
     import numpy as np
 
-    obj = {"dice": {"1": 0.5, "7": float("nan")}, "hd": [np.float64("inf"), 2.0], "n": 3}
+    obj = {"dice": {"1": 0.5, "7": float("nan")}, "hd": [np.float64("inf"), 2.0], "n": 3,
+           "f32": np.float32("nan"), "arr": np.array([1.0, np.nan])}  # fmt: skip
     atomic_write_json(tmp_path / "m.json", obj)
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
@@ -77,4 +78,16 @@ def test_json_is_strict_non_finite_numbers_become_null(tmp_path):
         raise ValueError(token)
 
     loaded = json.loads(text, parse_constant=strict)  # a strict parser accepts it
-    assert loaded == {"dice": {"1": 0.5, "7": None}, "hd": [None, 2.0], "n": 3}
+    assert loaded == {"dice": {"1": 0.5, "7": None}, "hd": [None, 2.0], "n": 3, "f32": None,
+                      "arr": [1.0, None]}  # fmt: skip
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "p.json", {"a": 1})
+        assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(mask)

@@ -82,6 +82,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         device=resolve_device(pipeline.device), seed=pipeline.seed, progress=progress
     )
     summary = run_pipeline(resolved, registry, context, args.out)
+    from medfeat.context import process_rank
+
+    if process_rank()[0] > 0:
+        return 0  # under torchrun, rank 0 runs the benchmark and writes its table
     rows = {case: case_row(m) for case, m in summary["cases"].items()}
     atomic_write_json(
         args.out / "results.json",

@@ -244,9 +244,10 @@ def _resolve_nested(
         kind = marks[0] if marks else _nested_kind(info.annotation)
         if kind and isinstance(value, ComponentRef):
             _resolve_component(value, kind, (*path, name), source, registry)
-        elif kind and isinstance(value, list):
-            for i, item in enumerate(value):
+        elif kind and isinstance(value, list | tuple | dict):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
                 if isinstance(item, ComponentRef):
-                    _resolve_component(item, kind, (*path, name, i), source, registry)
+                    _resolve_component(item, kind, (*path, name, key), source, registry)
         elif isinstance(value, BaseModel):
             _resolve_nested(value, (*path, name), source, registry)

@@ -23,7 +23,14 @@ def temp_sibling(path: Path) -> Path:
     suffix = "".join(path.suffixes) if path.name.endswith(".nii.gz") else path.suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     return Path(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -61,6 +68,8 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
 def json_safe(obj: Any) -> Any:
     """``obj`` with non-finite floats (NaN, ±inf: e.g. the Dice of a label absent from both maps)
     replaced by ``None``, so that the JSON is strict (``null``) and any parser reads it."""
+    if hasattr(obj, "tolist") and type(obj).__module__ in ("numpy", "torch"):
+        obj = obj.tolist()  # numpy/torch scalars and arrays -> Python numbers and lists
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
