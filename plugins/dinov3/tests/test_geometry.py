@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from medfeat_dinov3.backbone import IMAGENET_MEAN, IMAGENET_STD, SliceBackbone
+from medfeat_dinov3.backbone import SliceBackbone
 from medfeat_dinov3.checkpoints import SliceModel, load_dinov3
 from medfeat_dinov3.config import Dinov3SlicesConfig
 from medfeat_dinov3.slicing import fill_between, normalise_intensity, slice_plan, slice_view
 
 from medfeat.geometry import Grid, Image
+from medfeat.images2d import IMAGENET_MEAN, IMAGENET_STD
 
 PERMUTED = np.array([[0, 0, 1], [-1, 0, 0], [0, 1, 0]], dtype=float)  # oblique storage order
 

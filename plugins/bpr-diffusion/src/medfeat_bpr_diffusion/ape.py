@@ -71,29 +71,17 @@ def stride_grid(grid: Grid, stride: int, shape: tuple[int, ...]) -> Grid:
 def load_ape(path: Any) -> torch.nn.Module:
     """The published APE network with weights from a local file, loaded with ``strict=True``."""
     from medfeat_bpr_diffusion.ape_net import APENetwork
-    from medfeat_bpr_diffusion.checkpoints import load_state_strict
+    from medfeat_bpr_diffusion.checkpoints import (
+        load_state_strict,
+        load_torch_file,
+        state_dict_of,
+    )
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"APE checkpoint {path} does not exist (expected a Lightning .ckpt of APE's training "
-            "or a state dict of its network).",
-            remedy=APE_SOURCE,
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} could not be read as a torch file ({type(exc).__name__}); it may be truncated.",
-            remedy=APE_SOURCE,
-        ) from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not any("fpn.stem.conv.weight" in k for k in state):
-        found = sorted(state)[:3] if isinstance(state, dict) else type(obj).__name__
-        raise CheckpointError(
-            f"{path} is not an APE checkpoint (no `fpn.stem.conv.weight`; found {found}).",
-            remedy=APE_SOURCE,
-        )
+    obj = load_torch_file(
+        path, "a Lightning .ckpt of APE's training or a state dict of its network", APE_SOURCE
+    )
+    state = state_dict_of(obj, path, "fpn.stem.conv.weight", "an APE checkpoint", APE_SOURCE)
     # Lightning: the network lives under `nn.`, the learned scale beside it
     state = {k.removeprefix("nn."): v for k, v in state.items()}
     net = APENetwork()

@@ -18,7 +18,7 @@ from torch import nn
 
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.geometry import Grid, Image
-from medfeat_bpr_diffusion.checkpoints import load_state_strict
+from medfeat_bpr_diffusion.checkpoints import load_state_strict, load_torch_file, state_dict_of
 from medfeat_bpr_diffusion.config import BPRCoordinatesConfig
 
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -57,29 +57,10 @@ class BodyPartRegressionNet(nn.Module):
 
 def load_bpr(path: Path) -> BodyPartRegressionNet:
     """The public ``model.pt`` (a state dict, or a Lightning checkpoint holding one), strictly."""
-    from medfeat.errors import CheckpointError
-
     path = Path(path)
     file = path / "model.pt" if path.is_dir() else path
-    if not file.is_file():
-        raise CheckpointError(
-            f"Body Part Regression weights not found at {file} (expected model.pt).",
-            remedy=BPR_SOURCE,
-        )
-    try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{file} could not be read as a torch file ({type(exc).__name__}); it may be truncated.",
-            remedy=BPR_SOURCE,
-        ) from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not any(k.startswith("fc7.") for k in state):
-        found = sorted(state)[:3] if isinstance(state, dict) else type(obj).__name__
-        raise CheckpointError(
-            f"{file} is not a Body Part Regression checkpoint (found keys {found}).",
-            remedy=BPR_SOURCE,
-        )
+    obj = load_torch_file(file, "the Body Part Regression model.pt", BPR_SOURCE)
+    state = state_dict_of(obj, file, "fc7.", "a Body Part Regression checkpoint", BPR_SOURCE)
     net = BodyPartRegressionNet()
     load_state_strict(net, state, file, "Body Part Regression (VGG16)")
     return net.eval()

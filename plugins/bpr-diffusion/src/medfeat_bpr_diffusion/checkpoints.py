@@ -26,21 +26,37 @@ def save_atomic(obj: dict, path: Path) -> Path:
     return path
 
 
-def read_checkpoint(path: Path, expected_format: str, source: str = SOURCE) -> dict:
-    """Load a checkpoint dict and check its format tag; every failure is a :class:`CheckpointError`."""
+def load_torch_file(path: Path, expected: str, source: str) -> Any:
+    """``torch.load`` (weights only, on the CPU) of a local file; a missing, truncated or foreign
+    file is a :class:`CheckpointError` that says what was ``expected`` and where it comes from."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"Checkpoint {path} does not exist (expected a {expected_format} file).", remedy=source
-        )
+        raise CheckpointError(f"{path} does not exist (expected {expected}).", remedy=source)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a torch file, ...
         raise CheckpointError(
-            f"Checkpoint {path} could not be read as a torch file "
+            f"{path} could not be read as a torch file "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it may be truncated.",
             remedy=source,
         ) from None
+
+
+def state_dict_of(obj: Any, path: Path, marker: str, what: str, source: str) -> dict:
+    """The state dict in a loaded file (plain, or a Lightning checkpoint's ``state_dict``); a file
+    none of whose keys contains ``marker`` is refused as not being ``what``."""
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not any(marker in k for k in state):
+        found = sorted(state)[:3] if isinstance(state, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{path} is not {what} (no key with `{marker}`; found {found}).", remedy=source
+        )
+    return state
+
+
+def read_checkpoint(path: Path, expected_format: str, source: str = SOURCE) -> dict:
+    """Load a checkpoint dict and check its format tag; every failure is a :class:`CheckpointError`."""
+    obj = load_torch_file(path, f"a {expected_format} checkpoint", source)
     found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
     if found != expected_format:
         raise CheckpointError(

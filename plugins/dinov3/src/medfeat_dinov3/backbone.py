@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.errors import ConfigError, DataError
 from medfeat.geometry import Image
+from medfeat.images2d import imagenet_normalise
 from medfeat_dinov3.checkpoints import SliceModel
 from medfeat_dinov3.config import SliceEncodingConfig
 from medfeat_dinov3.slicing import (
@@ -20,9 +21,6 @@ from medfeat_dinov3.slicing import (
     slice_view,
     token_grid,
 )
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -84,9 +82,7 @@ class SliceBackbone:
             mode="bilinear",
             align_corners=False,
         )
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-        x = (x.expand(-1, 3, -1, -1) - mean) / std
+        x = imagenet_normalise(x.expand(-1, 3, -1, -1))
         dtype = autocast_dtype(self.config.precision, self.device)
         ctx = (
             torch.autocast(self.device.type, dtype=dtype)
