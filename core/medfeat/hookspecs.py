@@ -54,8 +54,21 @@ def medfeat_register_regularisers(register):
 
 
 @hookspec
+def medfeat_register_matchers(register):
+    """Register correspondence matchers: query points of A -> matching points of B (:class:`~medfeat.components.Matcher`).
+
+    Used by the ``matcher`` section of ``correspondence`` pipelines.
+    """
+
+
+@hookspec
 def medfeat_register_optimisers(register):
-    """Register optimisers: correspondence matchers (:class:`~medfeat.components.Matcher`) and deformable registration (:class:`~medfeat.components.DeformableOptimiser`)."""
+    """Register deformable optimisers: fixed/moving -> displacement field (:class:`~medfeat.components.DeformableOptimiser`).
+
+    Used by the ``optimiser`` section of ``registration`` pipelines, together with the pipeline's
+    ``similarity`` and ``regulariser`` sections when the optimiser takes them (see ``accepts`` in
+    :func:`medfeat_register_backbones`'s ``register``).
+    """
 
 
 @hookspec

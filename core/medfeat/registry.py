@@ -18,7 +18,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "feature_transform": ("medfeat_register_feature_transforms", "feature transform"),
     "similarity": ("medfeat_register_similarities", "similarity measure"),
     "regulariser": ("medfeat_register_regularisers", "regulariser"),
-    "optimiser": ("medfeat_register_optimisers", "optimiser"),
+    "matcher": ("medfeat_register_matchers", "matcher"),
+    "optimiser": ("medfeat_register_optimisers", "deformable optimiser"),
     "segmentation_head": ("medfeat_register_segmentation_heads", "segmentation head"),
     "pretrainer": ("medfeat_register_pretrainers", "pretrainer"),
     "coordinate_provider": ("medfeat_register_coordinate_providers", "coordinate provider"),
@@ -45,6 +46,9 @@ class Component:
     summary: str
     plugin: str
     aliases: tuple[str, ...] = ()
+    #: Pipeline sections this component consumes besides its own, e.g. ``("similarity", "regulariser")``
+    #: for a deformable optimiser that takes any registered similarity measure and regulariser.
+    accepts: tuple[str, ...] = ()
 
     def build(self, config: BaseModel | dict | None, context: Any) -> Any:
         """Validate ``config`` (if a dict) and call the factory."""
@@ -83,6 +87,7 @@ class Registry:
             config: type[BaseModel] | None = None,
             summary: str = "",
             aliases: tuple[str, ...] | list[str] = (),
+            accepts: tuple[str, ...] | list[str] = (),
         ) -> None:
             self.add(
                 Component(
@@ -93,6 +98,7 @@ class Registry:
                     summary=summary.strip().splitlines()[0] if summary.strip() else "",
                     plugin=plugin,
                     aliases=tuple(aliases),
+                    accepts=tuple(accepts),
                 )
             )
 

@@ -65,7 +65,7 @@ def test_feature_matcher_finds_shifted_points_exactly():
     fa, fb = FeatureMap([FeatureLevel(a, grid)]), FeatureMap([FeatureLevel(b, grid)])
     for box in (None, 15.0):
         matches = build(
-            "optimiser", "feature-matcher", box_half_size_mm=box, chunk_candidates=1000
+            "matcher", "feature-matcher", box_half_size_mm=box, chunk_candidates=1000
         ).match(fa, fb, queries)
         expected = grid.array_index_to_world(queries_idx + np.array(shift_vox))
         assert np.allclose(matches.points.points, expected, atol=1e-4)

@@ -19,7 +19,7 @@ def run_cli(*args):
     [
         (
             "kind: registration\ndata: {name: breathing-phantom}\noptimiser: {name: convx-adam}\n",
-            "there is no optimiser named 'convx-adam'",
+            "there is no deformable optimiser named 'convx-adam'",
         ),
         (
             "kind: registration\ndata: {name: breathing-phantom, seed: one}\noptimiser: {name: x}\n",
@@ -60,4 +60,4 @@ def test_print_config(tmp_path, capsys):
         "kind: correspondence\ndata: {name: breathing-phantom}\nbackbone: {name: intensity}\nmatcher: {name: m}\n"
     )
     assert main(["validate", str(p)]) == 2  # 'm' is not registered
-    assert "no optimiser named 'm'" in capsys.readouterr().err
+    assert "no matcher named 'm'" in capsys.readouterr().err

@@ -144,14 +144,18 @@ def medfeat_register_optimisers(register):
         summary="Coupled convex discrete search + Adam instance optimisation on dense features (ConvexAdam).",
     )
     register(
-        "feature-matcher",
-        optimisers.make_matcher,
-        config=optimisers.MatcherConfig,
-        summary="Per-point argmax of mean per-level cosine similarity, global or in a box; memory-bounded.",
-    )
-    register(
         "sitk-ffd",
         ffd.make_sitk_ffd,
         config=ffd.FFDConfig,
         summary="B-spline FFD with Mattes mutual information via SimpleITK (NiftyReg-like baseline).",
+    )
+
+
+@hookimpl
+def medfeat_register_matchers(register):
+    register(
+        "feature-matcher",
+        optimisers.make_matcher,
+        config=optimisers.MatcherConfig,
+        summary="Per-point argmax of mean per-level cosine similarity, global or in a box; memory-bounded.",
     )

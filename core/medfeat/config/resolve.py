@@ -197,7 +197,38 @@ def resolve_pipeline(
             components[key] = None
         else:
             components[key] = _resolve_component(value, comp_kind, (key,), source, registry)
+    _check_accepted_sections(components, source, registry)
     return ResolvedPipeline(pipeline, components, source, overrides)
+
+
+#: Pipeline sections that exist only to be consumed by another component (its ``accepts``).
+CONSUMED_SECTIONS: dict[str, str] = {"similarity": "optimiser", "regulariser": "optimiser"}
+
+
+def _check_accepted_sections(
+    components: dict[str, Any], source: YamlSource, registry: Registry
+) -> None:
+    """Refuse a ``similarity``/``regulariser`` section that the pipeline's optimiser would ignore."""
+    for section, consumer_key in CONSUMED_SECTIONS.items():
+        given, consumer = components.get(section), components.get(consumer_key)
+        if given is None or not isinstance(consumer, ResolvedComponent):
+            continue
+        entry = registry.get(consumer.kind, consumer.name)
+        if section in entry.accepts:
+            continue
+        takers = sorted(
+            c.name for c in registry.components[consumer.kind].values() if section in c.accepts
+        )
+        raise ConfigError(
+            f"{consumer_key} {consumer.name!r} does not use a `{section}` section "
+            f"(it has its own data term and penalty), so {section} {given.name!r} would be ignored.",
+            source=source.name,
+            line=source.line_of((section, "name")) or None,
+            key_path=f"{section}.name",
+            remedy=f"Remove `{section}`, or pick an {consumer_key} that takes one: "
+            + (", ".join(takers) if takers else "none is installed")
+            + ".",
+        )
 
 
 def _resolve_component(

@@ -146,7 +146,7 @@ COMPONENT_FIELDS: dict[str, str] = {
     "similarity": "similarity",
     "regulariser": "regulariser",
     "optimiser": "optimiser",
-    "matcher": "optimiser",
+    "matcher": "matcher",
     "head": "segmentation_head",
     "pretrainer": "pretrainer",
 }

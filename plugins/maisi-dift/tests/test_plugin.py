@@ -20,5 +20,5 @@ def test_components_are_registered():
 
     reg = get_registry()
     assert reg.get("backbone", "maisi-dift").config is not None
-    assert reg.get("optimiser", "meddift-matcher") is not None
+    assert reg.get("matcher", "meddift-matcher") is not None
     assert reg.get("dataset", "learn2reg-lungct") is not None

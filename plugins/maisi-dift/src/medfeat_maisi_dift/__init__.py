@@ -41,7 +41,7 @@ def medfeat_register_backbones(register):
 
 
 @hookimpl
-def medfeat_register_optimisers(register):
+def medfeat_register_matchers(register):
     register(
         "meddift-matcher",
         _make_matcher,
