@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from medfeat.config.base import NoOptions
 from medfeat.errors import ComponentNotFoundError
 
 #: kind id -> (hook name, human name)
@@ -27,12 +28,6 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-class NoOptions(BaseModel):
-    """Config model of components that take no options."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -195,3 +190,15 @@ class Registry:
     @staticmethod
     def not_found_remedy(kind: str) -> str:
         return f"Fix the name, or install the plugin that provides it; `medfeat components {kind}` lists what is installed."
+
+
+def build_component(ref: Any, kind: str, context: Any, *, key_path: str | None = None) -> Any:
+    """Build the component named in a nested section (a :func:`~medfeat.config.schema.nested_component`
+    field, ``{name: ..., options}``) through the process-wide registry.
+
+    ``key_path`` (e.g. ``"coordinates.name"``) is named in the error when the name is unknown.
+    """
+    from medfeat.plugins import get_registry
+
+    entry = get_registry().get(kind, ref.name, key_path=key_path)
+    return entry.build(ref.options, context)

@@ -147,5 +147,9 @@ def test_plugin_import_failure_named_in_unknown_component_error(fake_distributio
         {"b": "medfeat_broken"},
     )
     run_expect_error(
-        capsys, pipeline(volumes), volumes / "out", "no deformable optimiser named 'zero'", "medfeat-broken"
+        capsys,
+        pipeline(volumes),
+        volumes / "out",
+        "no deformable optimiser named 'zero'",
+        "medfeat-broken",
     )

@@ -65,7 +65,7 @@ def _mean(values: list[Any]) -> float | None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from rich.markdown import Markdown
 
-    from medfeat.cli.main import _console, _resolve
+    from medfeat.cli.main import console, resolve_cli_pipeline
     from medfeat.context import RunContext, resolve_device, seed_everything
     from medfeat.io.atomic import atomic_write_json, atomic_write_text
     from medfeat.pipelines import run_pipeline
@@ -74,7 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     data = f"data={{name: {args.dataset}, root: '{args.root}'"
     data += f", cases: [{args.cases}]}}" if args.cases else "}"
     extra = [data] + ([f"device={args.device}"] if args.device else [])
-    resolved, registry = _resolve(args, extra)
+    resolved, registry = resolve_cli_pipeline(args, extra)
     pipeline = resolved.pipeline
     seed_everything(pipeline.seed)
     progress = Progress(verbosity=args.verbose - args.quiet)
@@ -93,5 +93,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     table = markdown_table(rows)
     atomic_write_text(args.out / "results.md", table)
-    _console().print(Markdown(table))
+    console().print(Markdown(table))
     return 0

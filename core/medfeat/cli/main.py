@@ -15,13 +15,14 @@ from medfeat import __version__
 from medfeat.errors import MedfeatError, ResourceError
 
 
-def _console(stderr: bool = False):
+def console(stderr: bool = False):
+    """The rich console medfeat prints through (``stderr=True`` for messages about the run)."""
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", type=Path, help="pipeline YAML file")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override config values")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration")
@@ -39,14 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a pipeline")
-    _add_pipeline_args(p)
+    add_pipeline_args(p)
     p.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
     p.add_argument("--seed", type=int, help="random seed (overrides seed)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a pipeline without running it")
-    _add_pipeline_args(p)
+    add_pipeline_args(p)
     p.set_defaults(func=cmd_validate)
 
     from medfeat.cli import bench
@@ -68,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve(args: argparse.Namespace, extra: list[str] | None = None):
+def resolve_cli_pipeline(args: argparse.Namespace, extra: list[str] | None = None):
+    """Resolve the pipeline of a sub-command's arguments (``pipeline``, ``overrides``,
+    ``print_config``, as added by :func:`add_pipeline_args`), with ``extra`` overrides appended.
+
+    Returns ``(resolved pipeline, registry)``; a plugin's sub-command uses it to run on a pipeline
+    exactly as ``medfeat run`` would read it.
+    """
     from medfeat.config.resolve import resolve_pipeline
     from medfeat.config.source import load_yaml
     from medfeat.plugins import get_registry
@@ -80,14 +87,14 @@ def _resolve(args: argparse.Namespace, extra: list[str] | None = None):
     if args.print_config:
         import yaml
 
-        _console().print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), end="")
+        console().print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), end="")
     return resolved, registry
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    resolved, _ = _resolve(args)
+    resolved, _ = resolve_cli_pipeline(args)
     if not args.print_config:
-        _console().print(f"{args.pipeline}: valid {resolved.pipeline.kind} pipeline.")
+        console().print(f"{args.pipeline}: valid {resolved.pipeline.kind} pipeline.")
     return 0
 
 
@@ -101,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra.append(f"device={args.device}")
     if args.seed is not None:
         extra.append(f"seed={args.seed}")
-    resolved, registry = _resolve(args, extra)
+    resolved, registry = resolve_cli_pipeline(args, extra)
     pipeline = resolved.pipeline
     device = resolve_device(pipeline.device)
     seed_everything(pipeline.seed)
@@ -137,14 +144,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if names:
                 parts.append(f"{human}s: {', '.join(sorted(names))}")
         table.add_row(plugin, version, "\n".join(parts) or "-")
-    console = _console()
-    console.print(table)
+    out = console()
+    out.print(table)
     if registry.problems:
-        console.print("[bold red]Load problems:[/bold red]")
+        out.print("[bold red]Load problems:[/bold red]")
         for p in registry.problems:
-            console.print(f"  {p.plugin}: {p.message}")
+            out.print(f"  {p.plugin}: {p.message}")
     else:
-        console.print("No load failures.")
+        out.print("No load failures.")
     return 0
 
 
@@ -182,16 +189,16 @@ def cmd_components(args: argparse.Namespace) -> int:
                 f"unknown component kind {args.kind!r}.", remedy=f"Kinds are: {', '.join(KINDS)}."
             )
         kinds = [kind]
-    console = _console()
+    out = console()
     for kind in kinds:
-        console.print(f"[bold]{KINDS[kind][1]}s[/bold]")
+        out.print(f"[bold]{KINDS[kind][1]}s[/bold]")
         comps = registry.components[kind]
         if not comps:
-            console.print("  (none installed)")
+            out.print("  (none installed)")
         for name, comp in sorted(comps.items()):
-            console.print(f"  [cyan]{name}[/cyan] ({comp.plugin}): {comp.summary}")
+            out.print(f"  [cyan]{name}[/cyan] ({comp.plugin}): {comp.summary}")
             for line in _schema_lines(comp.config):
-                console.print(line, markup=False)
+                out.print(line, markup=False)
     return 0
 
 
@@ -201,9 +208,9 @@ def _print_error(exc: BaseException) -> None:
 
     if isinstance(exc, Interrupted) and process_rank()[0] > 0:
         return  # under torchrun every rank stops together; rank 0 says so once
-    console = _console(stderr=True)
+    out = console(stderr=True)
     title = getattr(exc, "title", "Error")
-    console.print(f"[bold red]{title}:[/bold red] {exc}")
+    out.print(f"[bold red]{title}:[/bold red] {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medfeat.config.base import ConfigModel
+
 
 class ComponentRef(BaseModel):
     """A component section: a registered ``name`` plus that component's options."""
@@ -47,8 +49,7 @@ def nested_component(kind: str) -> Any:
     return Annotated[ComponentRef, ComponentKind(kind)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+Strict = ConfigModel
 
 
 class OutputOptions(Strict):

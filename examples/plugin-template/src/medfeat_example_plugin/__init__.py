@@ -6,7 +6,7 @@ imported inside the factory, when the component is built.
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medfeat import hookimpl
+from medfeat.api import hookimpl
 
 
 class CentreOfMassConfig(BaseModel):

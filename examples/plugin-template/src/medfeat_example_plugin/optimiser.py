@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from medfeat.components import RegistrationResult
-from medfeat.geometry import DisplacementField
+from medfeat.api import DisplacementField, RegistrationResult
 
 
 def _centre_of_mass_world(level, threshold: float) -> np.ndarray:

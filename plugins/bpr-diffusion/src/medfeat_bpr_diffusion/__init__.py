@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medfeat import hookimpl
+from medfeat.api import hookimpl
 from medfeat_bpr_diffusion import config as cfg
 
 __version__ = "0.1.0"

@@ -24,9 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.errors import CheckpointError
-from medfeat.geometry import Grid, Image
+from medfeat.api import CheckpointError, FeatureLevel, FeatureMap, Grid, Image
 from medfeat_bpr_diffusion.config import APECoordinatesConfig, APEExportedConfig, APEInputConfig
 
 # ITK (i, j, k) axes of vox2vec's dicom-canonical arrays in LPS: i (array axis 2) -> inferior,
@@ -44,7 +42,7 @@ APE_EXPORT_SOURCE = (
 
 def canonical_input(image: Image, c: APEInputConfig) -> tuple[torch.Tensor, Grid]:
     """The image as APE's input array (dicom-canonical, windowed to [0, 1]) and its grid."""
-    from medfeat.io.resample import resample_to_grid
+    from medfeat.api import resample_to_grid
 
     lo, hi = image.grid.world_extent()
     sx, sy, sz = (float(v) for v in c.spacing_mm)

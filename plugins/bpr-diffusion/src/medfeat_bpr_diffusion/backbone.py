@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.errors import CheckpointError, ConfigError
-from medfeat.geometry import Image
+from medfeat.api import CheckpointError, ConfigError, FeatureLevel, FeatureMap, Image
 from medfeat_bpr_diffusion.checkpoints import SOURCE
 from medfeat_bpr_diffusion.config import BackboneConfig, PretrainConfig
 from medfeat_bpr_diffusion.coordinates import build_provider, coordinates_on_grid

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.geometry import Grid, Image
+from medfeat.api import FeatureLevel, FeatureMap, Grid, Image
 from medfeat_bpr_diffusion.checkpoints import load_state_strict, load_torch_file, state_dict_of
 from medfeat_bpr_diffusion.config import BPRCoordinatesConfig
 
@@ -86,7 +85,7 @@ class BPRCoordinates:
 
     @torch.no_grad()
     def coordinates(self, image: Image) -> FeatureMap:
-        from medfeat.io.resample import resample_to_grid
+        from medfeat.api import resample_to_grid
 
         grid = self._grid(image)
         hu = resample_to_grid(image, grid, "linear", default_value=-1000.0).numpy()

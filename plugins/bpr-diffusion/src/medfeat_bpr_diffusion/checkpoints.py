@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medfeat.errors import CheckpointError
+from medfeat.api import CheckpointError
 
 DDPM_FORMAT = "medfeat-bpr-diffusion/ddpm"
 HEAD_FORMAT = "medfeat-bpr-diffusion/probe"
@@ -19,7 +19,7 @@ SOURCE = (
 
 def save_atomic(obj: dict, path: Path) -> Path:
     """``torch.save`` to a temporary sibling, then rename: a crash never leaves a half file."""
-    from medfeat.io.atomic import atomic_path
+    from medfeat.api import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

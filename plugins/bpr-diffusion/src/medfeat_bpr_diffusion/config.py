@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from medfeat.config.schema import ComponentRef, nested_component
+from medfeat.api import ComponentRef, nested_component
 
 
 class Strict(BaseModel):

@@ -7,15 +7,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.geometry import Grid, Image
+from medfeat.api import FeatureLevel, FeatureMap, Grid, Image
 from medfeat_bpr_diffusion.config import BBoxCoordinatesConfig, ComponentSection
 from medfeat_bpr_diffusion.preprocess import body_bbox_world
 
 
 def build_provider(section: ComponentSection, context: Any) -> Any:
     """Build the coordinate provider named in a nested YAML section (any plugin may add one)."""
-    from medfeat.plugins import get_registry
+    from medfeat.api import get_registry
 
     entry = get_registry().get("coordinate_provider", section.name, key_path="coordinates.name")
     return entry.build(section.options, context)
@@ -23,7 +22,7 @@ def build_provider(section: ComponentSection, context: Any) -> Any:
 
 def coordinates_on_grid(provider: Any, image: Image, grid: Grid) -> torch.Tensor:
     """The provider's coordinates of ``image`` resampled (world-aware, linear) onto ``grid``."""
-    from medfeat.features import resample_level
+    from medfeat.api import resample_level
 
     fmap = provider.coordinates(image)
     parts = [resample_level(level, grid).data.float() for level in fmap.levels]

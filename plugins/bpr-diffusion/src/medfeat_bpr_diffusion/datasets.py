@@ -9,9 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from medfeat.components import SegmentationSample
-from medfeat.errors import ConfigError, InputFileError
-from medfeat.geometry import Grid, Image
+from medfeat.api import ConfigError, Grid, Image, InputFileError, SegmentationSample
 from medfeat_bpr_diffusion.config import CTVolumesConfig, ZSplitConfig
 
 
@@ -37,7 +35,7 @@ class CTVolumes:
         self.paths = paths
 
     def images(self) -> Iterator[Image]:
-        from medfeat.io.images import read_image
+        from medfeat.api import read_image
 
         for path in self.paths:
             image = read_image(path)
@@ -84,7 +82,7 @@ class LabelledVolumeZSplit:
         self.ranges = ranges
 
     def segmentation_samples(self, split: str) -> Iterator[SegmentationSample]:
-        from medfeat.io.images import read_image
+        from medfeat.api import read_image
 
         image, labels = read_image(self.config.image), read_image(self.config.labels)
         if not image.grid.same_as(labels.grid):

@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medfeat.components import FeatureMap, SegmentationSample
-from medfeat.errors import ConfigError, DataError
-from medfeat.geometry import Grid, Image
+from medfeat.api import ConfigError, DataError, FeatureMap, Grid, Image, SegmentationSample
 from medfeat_bpr_diffusion.checkpoints import (
     HEAD_FORMAT,
     load_state_strict,
@@ -108,7 +106,7 @@ def aligned_levels(fmap: FeatureMap) -> tuple[list[torch.Tensor], Grid, list[tup
     Returns tensors (finest first), the finest grid (cropped to a multiple of the coarsest stride)
     and each level's stride in voxels of the finest grid (numpy order).
     """
-    from medfeat.features import resample_level
+    from medfeat.api import resample_level
 
     levels = sorted(fmap.levels, key=lambda lv: -lv.grid.num_voxels)
     ref = levels[0].grid
@@ -171,7 +169,7 @@ class ProbeHead:
         return aligned_levels(backbone.extract(image))
 
     def _targets(self, labels: Image, grid: Grid) -> torch.Tensor:
-        from medfeat.io.resample import resample_to_grid
+        from medfeat.api import resample_to_grid
 
         lab = resample_to_grid(labels, grid, "label").numpy()
         return torch.from_numpy(np.stack([lab == k for k in self.label_ids]).astype(np.float32))
@@ -266,7 +264,7 @@ class ProbeHead:
 
     def evaluate(self, samples: Sequence[SegmentationSample], backbone: Any) -> dict:
         """Dice per label (and mean) of the predictions against the samples' label maps."""
-        from medfeat.metrics.overlap import dice_per_label
+        from medfeat.api import dice_per_label
 
         per_case = {}
         for s in samples:
@@ -286,7 +284,7 @@ class ProbeHead:
     def load(self, checkpoint: Path) -> None:
         state = read_checkpoint(Path(checkpoint), HEAD_FORMAT, HEAD_SOURCE)
         if state.get("kind") != self.kind:
-            from medfeat.errors import CheckpointError
+            from medfeat.api import CheckpointError
 
             raise CheckpointError(
                 f"{checkpoint} holds a {state.get('kind')!r} probe, not a {self.kind!r} one.",
@@ -300,8 +298,7 @@ class ProbeHead:
 
     @torch.no_grad()
     def predict(self, image: Image, backbone: Any = None) -> Image:
-        from medfeat.components import FeatureLevel
-        from medfeat.features import resample_level
+        from medfeat.api import FeatureLevel, resample_level
 
         if self.net is None:
             raise ConfigError(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medfeat.errors import DataError
-from medfeat.geometry import Grid, Image
+from medfeat.api import DataError, Grid, Image
 from medfeat_bpr_diffusion.config import PreprocessConfig
 
 
@@ -65,7 +64,7 @@ def preprocess(
     min_shape_vox: tuple[int, ...] | None = None,
 ) -> Image:
     """The image resampled (linear) to its canonical grid and windowed to [0, 1]."""
-    from medfeat.io.resample import resample_to_grid
+    from medfeat.api import resample_to_grid
 
     image.check_finite()
     grid = canonical_grid(image, config, multiple_of, min_shape_vox)

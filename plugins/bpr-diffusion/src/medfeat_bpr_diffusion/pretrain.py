@@ -16,9 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medfeat.errors import DataError, Interrupted
-from medfeat.geometry import Image
-from medfeat.interrupt import stop_requests
+from medfeat.api import DataError, Image, Interrupted, stop_requests
 from medfeat_bpr_diffusion.checkpoints import (
     DDPM_FORMAT,
     load_state_strict,

@@ -6,7 +6,7 @@ model code are imported inside the factories.
 
 from __future__ import annotations
 
-from medfeat import hookimpl
+from medfeat.api import hookimpl
 from medfeat_dinov3.config import (
     Dinov2SlicesConfig,
     Dinov3ImageConfig,

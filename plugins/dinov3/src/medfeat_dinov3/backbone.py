@@ -7,10 +7,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.errors import ConfigError, DataError
-from medfeat.geometry import Image
-from medfeat.images2d import imagenet_normalise
+from medfeat.api import ConfigError, DataError, FeatureLevel, FeatureMap, Image, imagenet_normalise
 from medfeat_dinov3.checkpoints import SliceModel
 from medfeat_dinov3.config import SliceEncodingConfig
 from medfeat_dinov3.slicing import (

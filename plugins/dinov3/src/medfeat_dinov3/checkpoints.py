@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from medfeat.errors import CheckpointError
+from medfeat.api import CheckpointError
 from medfeat_dinov3.architectures import (
     DINOV2_REG,
     DINOV3,

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from medfeat.components import RegistrationCase
-from medfeat.errors import ConfigError
-from medfeat.geometry import Image
+from medfeat.api import ConfigError, Image, RegistrationCase
 from medfeat_dinov3.config import LabelMappedFilesConfig
 
 
@@ -26,7 +24,7 @@ def _centre_mm(image: Image, kind: str) -> np.ndarray:
     grid = image.grid
     if kind == "image-centres":
         return grid.array_index_to_world((np.asarray(grid.shape) - 1) / 2.0)[0]
-    from medfeat.masks import body_mask
+    from medfeat.api import body_mask
 
     idx = np.argwhere(body_mask(image))
     if idx.size == 0:
@@ -36,7 +34,7 @@ def _centre_mm(image: Image, kind: str) -> np.ndarray:
 
 def translated(image: Image, offset_mm: np.ndarray) -> Image:
     """The same voxels placed ``offset_mm`` further in world space (origin moved)."""
-    from medfeat.geometry import Grid
+    from medfeat.api import Grid
 
     g = image.grid
     grid = Grid(g.shape, g.spacing, tuple(np.asarray(g.origin) + offset_mm), g.direction)
@@ -58,7 +56,7 @@ class LabelMappedFiles:
         self.config = config
 
     def registration_cases(self) -> Iterator[RegistrationCase]:
-        from medfeat.io.images import read_image
+        from medfeat.api import read_image
 
         c = self.config
         fixed, moving = read_image(c.fixed), read_image(c.moving)

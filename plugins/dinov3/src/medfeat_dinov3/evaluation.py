@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medfeat.geometry import Image
+from medfeat.api import Image
 
 
 def label_metrics(fixed: Image, moving_on_fixed: Image) -> dict[str, dict[str, float]]:
     """Dice and HD95 of every shared label present in ``fixed`` (labels on the same grid)."""
-    from medfeat.metrics.overlap import EmptyLabelWarning, dice_per_label, hd95_mm
+    from medfeat.api import EmptyLabelWarning, dice_per_label, hd95_mm
 
     labels = sorted(set(np.unique(fixed.numpy()).tolist()) - {0})
     with warnings.catch_warnings():
@@ -32,11 +32,13 @@ def label_metrics(fixed: Image, moving_on_fixed: Image) -> dict[str, dict[str, f
 
 def evaluate_run(pipeline: Path, out_dir: Path) -> dict:
     """Label metrics before (moving labels resampled as they are) and after registration."""
-    from medfeat.config.source import parse_yaml
-    from medfeat.errors import InputFileError
-    from medfeat.io.atomic import atomic_write_json
-    from medfeat.io.images import read_image
-    from medfeat.io.resample import resample_to_grid
+    from medfeat.api import (
+        InputFileError,
+        atomic_write_json,
+        parse_yaml,
+        read_image,
+        resample_to_grid,
+    )
     from medfeat_dinov3.config import LabelMappedFilesConfig
     from medfeat_dinov3.datasets import LabelMappedFiles
 

@@ -11,10 +11,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.errors import ConfigError
-from medfeat.geometry import Image
-from medfeat.images2d import imagenet_normalise, rgb01
+from medfeat.api import ConfigError, FeatureLevel, FeatureMap, Image, imagenet_normalise, rgb01
 from medfeat_dinov3.backbone import autocast_dtype
 from medfeat_dinov3.checkpoints import SliceModel
 from medfeat_dinov3.config import Dinov3ImageConfig

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from medfeat.errors import GeometryError
-from medfeat.geometry import Grid
+from medfeat.api import GeometryError, Grid
 
 # numpy-order permutation of the canonical (z, y, x) array that puts each plane's normal first, and
 # whether the rows (superior-inferior in coronal/sagittal slices) are flipped so the head is on top.

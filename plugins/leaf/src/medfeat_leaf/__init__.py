@@ -6,7 +6,7 @@ transformers are imported by the factories.
 
 from __future__ import annotations
 
-from medfeat import hookimpl
+from medfeat.api import hookimpl
 from medfeat_leaf.config import (
     Dinov2Config,
     ImageMaskFolderConfig,

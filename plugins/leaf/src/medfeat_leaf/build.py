@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medfeat.errors import ConfigError
+from medfeat.api import ConfigError
 from medfeat_leaf.config import LeafConfig
 from medfeat_leaf.model import LeafModel
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medfeat.errors import CheckpointError
+from medfeat.api import CheckpointError
 from medfeat_leaf.networks import UNetSpec
 
 UNET_PREFIX = "model.diffusion_model."

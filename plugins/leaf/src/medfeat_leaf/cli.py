@@ -42,7 +42,7 @@ def stability(model, samples, size_px: int, device: str, seeds: int) -> dict:
 
 
 def cmd_stability(args: argparse.Namespace) -> int:
-    from medfeat.context import resolve_device
+    from medfeat.api import resolve_device
     from medfeat_leaf.config import ImageMaskFolderConfig
     from medfeat_leaf.data import ImageMaskFolder
     from medfeat_leaf.head import load_trained
@@ -56,7 +56,7 @@ def cmd_stability(args: argparse.Namespace) -> int:
     result = stability(model, samples, model.config.training.image_size_px, device, args.seeds)
     print(json.dumps(result, indent=2))
     if args.json:
-        from medfeat.io.atomic import atomic_write_json
+        from medfeat.api import atomic_write_json
 
         atomic_write_json(args.json, result)
     return 0

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medfeat.components import SegmentationSample
-from medfeat.errors import DataError, InputFileError
-from medfeat.geometry import Grid, Image
+from medfeat.api import DataError, Grid, Image, InputFileError, SegmentationSample
 from medfeat_leaf.config import ImageMaskFolderConfig
 
 #: CVC-ClinicDB: last frame number of each of the 29 video sequences (ORIGINAL_README.txt).

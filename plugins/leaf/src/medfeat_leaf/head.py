@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from medfeat.errors import CheckpointError
-from medfeat.geometry import Image
+from medfeat.api import CheckpointError, Image
 from medfeat_leaf.config import LeafConfig
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medfeat.errors import ConfigError
+from medfeat.api import ConfigError
 from medfeat_leaf.config import LeafConfig
 from medfeat_leaf.schedule import Schedule
 

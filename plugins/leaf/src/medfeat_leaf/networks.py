@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medfeat.errors import ConfigError
+from medfeat.api import ConfigError
 from medfeat_leaf.config import ArchitectureConfig
 
 #: kl-f8 VAE latent scale (LDM/Stable Diffusion convention).

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from medfeat.components import SegmentationSample
-from medfeat.errors import DataError
-from medfeat.geometry import Grid, Image
+from medfeat.api import DataError, Grid, Image, SegmentationSample
 
 
 def blob_sample(index: int, size_px: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.errors import CheckpointError, DataError
-from medfeat.geometry import Grid, Image
-from medfeat.images2d import imagenet_normalise, rgb01
+from medfeat.api import (
+    CheckpointError,
+    DataError,
+    FeatureLevel,
+    FeatureMap,
+    Grid,
+    Image,
+    imagenet_normalise,
+    rgb01,
+)
 
 
 def patch_grid(grid: Grid, patch: float, shape: tuple[int, int]) -> Grid:

@@ -6,8 +6,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from medfeat.geometry import Image
-from medfeat.images2d import rgb01
+from medfeat.api import Image, rgb01
 
 
 def image_tensor(image: Image, size_px: int) -> torch.Tensor:

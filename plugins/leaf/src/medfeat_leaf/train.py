@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medfeat.errors import Interrupted
-from medfeat.interrupt import stop_requests
+from medfeat.api import Interrupted, stop_requests
 from medfeat_leaf.metrics import mean_dice_iou
 from medfeat_leaf.model import LeafModel
 from medfeat_leaf.teachers import teacher_tokens
@@ -60,7 +59,7 @@ def _dist() -> tuple[int, int]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    from medfeat.io.atomic import atomic_path
+    from medfeat.api import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

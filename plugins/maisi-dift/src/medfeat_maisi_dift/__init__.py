@@ -6,7 +6,7 @@ are imported when a component is built.
 
 from __future__ import annotations
 
-from medfeat import hookimpl
+from medfeat.api import hookimpl
 from medfeat_maisi_dift.config import MaisiDiftConfig, MedDiftMatcherConfig
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medfeat.components import FeatureMap
+from medfeat.api import FeatureMap
 
 ALL_SUBSETS: tuple[tuple[int, ...], ...] = tuple(
     s for r in range(1, 5) for s in itertools.combinations(range(4), r)
@@ -79,7 +79,7 @@ def sweep(
 
 def write_table(cells: dict, path: Path, random_weights: bool) -> None:
     """One CSV row per cell: timestep, levels, case-mean and keypoint-mean TRE (mm)."""
-    from medfeat.io.atomic import atomic_write_text
+    from medfeat.api import atomic_write_text
 
     lines = [
         "timestep,levels,case_mean_tre_mm,keypoint_mean_tre_mm,num_cases,num_keypoints,weights"

@@ -6,8 +6,7 @@ import logging
 
 import torch
 
-from medfeat.components import FeatureLevel, FeatureMap
-from medfeat.geometry import Image
+from medfeat.api import FeatureLevel, FeatureMap, Image
 from medfeat_maisi_dift.config import MaisiDiftConfig
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class MaisiDiftBackbone:
 
         c = self.config
         if image.grid.ndim != 3 or image.num_channels != 1:
-            from medfeat.errors import DataError
+            from medfeat.api import DataError
 
             raise DataError(
                 f"maisi-dift needs a single-channel 3D CT volume; {image.name} has "

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from medfeat.errors import CheckpointError
+from medfeat.api import CheckpointError
 
 WEIGHTS_SOURCE = (
     "The MAISI v1 (DDPM) weights are distributed by NVIDIA with MONAI's `maisi_ct_generative` "

@@ -27,7 +27,7 @@ def add_ablation_command(cli) -> None:
 
 
 def _subsets(specs: list[str] | None):
-    from medfeat.errors import ConfigError
+    from medfeat.api import ConfigError
     from medfeat_maisi_dift.ablation import ALL_SUBSETS
 
     if specs is None:
@@ -48,10 +48,15 @@ def _subsets(specs: list[str] | None):
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    from medfeat.cli.main import _console, _resolve
-    from medfeat.context import RunContext, resolve_device, seed_everything
-    from medfeat.errors import ConfigError
-    from medfeat.progress import Progress
+    from medfeat.api import (
+        ConfigError,
+        Progress,
+        RunContext,
+        console,
+        resolve_cli_pipeline,
+        resolve_device,
+        seed_everything,
+    )
     from medfeat_maisi_dift.ablation import plot_heatmap, sweep, write_table
     from medfeat_maisi_dift.config import MedDiftMatcherConfig
     from medfeat_maisi_dift.matcher import MedDiftMatcher
@@ -60,7 +65,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         if not 0 <= t < 1000:
             raise ConfigError(f"--timesteps {t} is outside 0..999.", source="command line")
     subsets = _subsets(args.level_subsets)
-    resolved, registry = _resolve(args, [f"device={args.device}"] if args.device else [])
+    resolved, registry = resolve_cli_pipeline(
+        args, [f"device={args.device}"] if args.device else []
+    )
     comps = resolved.components
     backbone = comps.get("backbone")
     if (
@@ -100,5 +107,5 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_table(cells, args.out / "ablation.csv", random_weights)
     plot_heatmap(cells, args.out / "ablation.png", random_weights)
-    _console().print(f"wrote {args.out / 'ablation.csv'} and {args.out / 'ablation.png'}")
+    console().print(f"wrote {args.out / 'ablation.csv'} and {args.out / 'ablation.png'}")
     return 0

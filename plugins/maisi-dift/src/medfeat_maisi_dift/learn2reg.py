@@ -10,8 +10,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from medfeat.components import RegistrationCase
-from medfeat.errors import InputFileError
+from medfeat.api import InputFileError, RegistrationCase
 
 
 class LungCTConfig(BaseModel):
@@ -66,8 +65,7 @@ class LungCTDataset:
         return ids
 
     def registration_cases(self) -> Iterator[RegistrationCase]:
-        from medfeat.builtins.datasets import FilesConfig, LandmarkFile, load_pair
-        from medfeat.geometry import PointSet
+        from medfeat.api import FilesConfig, LandmarkFile, PointSet, load_pair
 
         c = self.config
         for case_id in self.case_ids():

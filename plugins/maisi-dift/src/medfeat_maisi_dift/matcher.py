@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medfeat.components import FeatureMap, Matches
-from medfeat.geometry import Grid, PointSet
+from medfeat.api import FeatureMap, Grid, Matches, PointSet
 from medfeat_maisi_dift.config import MedDiftMatcherConfig
 
 
@@ -32,8 +31,7 @@ class MedDiftMatcher:
         return copies + 4 * (n * c + k * c + 8 * k * cmax + 2 * n * k) + n * k
 
     def match(self, features_a: FeatureMap, features_b: FeatureMap, queries: PointSet) -> Matches:
-        from medfeat.engine.matcher import match_points
-        from medfeat.errors import ConfigError
+        from medfeat.api import ConfigError, match_points
 
         la, lb = features_a.levels, features_b.levels
         if len(la) != len(lb) or any(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medfeat.geometry import Grid, Image
+from medfeat.api import Grid, Image
 
 #: LPS <-> RAS world coordinates (x and y flip).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
