@@ -69,6 +69,18 @@ class RunContext:
     out_dir: Path | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Components that ran with random (untrained) weights; the run's outputs are then no result.
+    random_weights: list[str] = field(default_factory=list)
+
+    def note_random_weights(self, what: str) -> None:
+        """Record that ``what`` (a component and its model) runs with random weights, and say so.
+
+        The run's ``metrics.json`` and ``provenance.json`` then list it, and the CLI ends with a
+        warning that the output is a speed/plumbing check, not a result.
+        """
+        if what not in self.random_weights:
+            self.random_weights.append(what)
+            self.progress.warn(f"{what} runs with RANDOM weights: its output is not a result.")
 
     @contextlib.contextmanager
     def timed(self, step: str) -> Iterator[None]:

@@ -31,6 +31,10 @@ class Progress:
         if self.verbosity >= level:
             self.console.print(message)
 
+    def warn(self, message: str) -> None:
+        """A warning the user must see (on stderr; ``-q`` silences it like every other message)."""
+        self.console.print(f"[bold yellow]Warning:[/bold yellow] {message}", markup=True)
+
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterate with a progress bar when enabled."""
         if not self.enabled or self.verbosity < 0:
