@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medfeat.engine.convex_adam import ConvexAdamParams, convex_adam
+from medfeat.engine.convex_adam import ConvexAdamConfig, convex_adam
 from medfeat.engine.mind import gaussian_smooth, mind_ssc
-from medfeat.engine.warp import jacobian_determinant, sample_points
+from medfeat.engine.warp import jacobian_determinant_vox, sample_points
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "lung4dct"
@@ -44,7 +44,7 @@ class FeatureParams:
 def _parse_value(text: str, current: object) -> object:
     if isinstance(current, bool):
         return text.lower() in ("1", "true", "yes")
-    if isinstance(current, tuple):
+    if isinstance(current, tuple | list):
         return tuple(float(v) for v in text.split(",") if v)
     return type(current)(text)
 
@@ -56,7 +56,9 @@ def _override(obj, assignments: list[str]):
         if not hasattr(obj, key):
             continue
         changes[key] = _parse_value(value, getattr(obj, key))
-    return dataclasses.replace(obj, **changes)
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **changes)
+    return type(obj).model_validate({**obj.model_dump(), **changes})
 
 
 def lung_mask(img: torch.Tensor, threshold: float, dilation_vox: int = 2) -> torch.Tensor:
@@ -101,7 +103,7 @@ def features(img: torch.Tensor, fp: FeatureParams) -> torch.Tensor:
     return mind_ssc(gaussian_smooth(img, fp.smoothing_sigma_vox), fp.mind_radius, fp.mind_dilation)
 
 
-def run_case(case: int, params: ConvexAdamParams, fp: FeatureParams, spacing_mm: float = 2.0):
+def run_case(case: int, params: ConvexAdamConfig, fp: FeatureParams, spacing_mm: float = 2.0):
     fixed, moving, lm_fix, lm_mov = load(case)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -114,7 +116,7 @@ def run_case(case: int, params: ConvexAdamParams, fp: FeatureParams, spacing_mm:
     u = sample_points(disp, pts).double().numpy()
     before = spacing_mm * np.linalg.norm(lm_fix - lm_mov, axis=1)
     after = spacing_mm * np.linalg.norm(lm_fix + u - lm_mov, axis=1)
-    det = jacobian_determinant(disp)
+    det = jacobian_determinant_vox(disp)
     folding = 100.0 * (det <= 0).float().mean().item()
     return before, after, folding, seconds
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIP: lung 4D-CT data not found at {DATA}")
         return 0
     torch.set_num_threads(args.threads)
-    params = _override(ConvexAdamParams(), args.set)
+    params = _override(ConvexAdamConfig(compute_inverse=False), args.set)
     fp = _override(FeatureParams(), args.set)
     unknown = [
         s

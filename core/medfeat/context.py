@@ -1,4 +1,4 @@
-"""What every component factory receives besides its config: device, seed, progress, cache."""
+"""What every component factory receives besides its config: device, seed, progress, timings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from medfeat.progress import Progress
 
@@ -44,9 +43,9 @@ def process_rank() -> tuple[int, int]:
     Only rank 0 writes a run's summary files and talks to the terminal; components decide
     themselves how ranks share the work (e.g. DistributedDataParallel training).
     """
-    import os
+    from medfeat.distributed import env_rank
 
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return env_rank()
 
 
 def seed_everything(seed: int) -> None:
@@ -61,13 +60,12 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class RunContext:
-    """Shared run state handed to factories. ``cache`` is per-run memoisation (e.g. features per volume)."""
+    """Shared run state handed to factories (the pipeline keeps its own feature cache)."""
 
     device: str = "cpu"
     seed: int = 0
     progress: Progress = field(default_factory=Progress)
     out_dir: Path | None = None
-    cache: dict[Any, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     #: Components that ran with random (untrained) weights; the run's outputs are then no result.
     random_weights: list[str] = field(default_factory=list)

@@ -5,38 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.geometry import Grid
+from medfeat.geometry.sampling import resample_tensor
 
 
-def target_to_source_coords(target: Grid, source: Grid) -> torch.Tensor:
-    """For every voxel of ``target``, its continuous numpy-order index in ``source`` ``[*shape, ndim]``."""
-    m = np.linalg.inv(source.array_index_to_world_matrix()) @ target.array_index_to_world_matrix()
-    axes = [torch.arange(s, dtype=torch.float64) for s in target.shape]
-    idx = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-    mt = torch.from_numpy(m)
-    return idx @ mt[:-1, :-1].T + mt[:-1, -1]
+def resample_level(level: FeatureLevel, grid: Grid, mode: str = "linear") -> FeatureLevel:
+    """Resample a feature level onto ``grid`` through world space (zero outside the source).
 
-
-def index_to_grid_sample(coords: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Numpy-order voxel indices -> ``grid_sample`` coordinates (``align_corners=True``, xyz order)."""
-    sizes = torch.tensor([max(s - 1, 1) for s in shape], dtype=coords.dtype, device=coords.device)
-    return (2.0 * coords / sizes - 1.0).flip(-1)
-
-
-def resample_level(level: FeatureLevel, grid: Grid, mode: str = "bilinear") -> FeatureLevel:
-    """Resample a feature level onto ``grid`` through world space (zero outside the source)."""
+    ``mode`` is ``linear`` or ``nearest``; sampling is in float32, the result keeps the level's dtype.
+    """
     if level.grid.same_as(grid):
         return level
-    coords = target_to_source_coords(grid, level.grid).to(level.data.device, torch.float32)
-    sample = index_to_grid_sample(coords, level.grid.shape)[None]
-    data = F.grid_sample(
-        level.data[None].float(), sample, mode=mode, padding_mode="zeros", align_corners=True
-    )[0]
+    data = resample_tensor(level.data.float(), level.grid, grid, mode=mode, padding="zeros")
     return FeatureLevel(data.to(level.data.dtype), grid, level.name)
 
 

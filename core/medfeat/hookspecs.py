@@ -15,7 +15,7 @@ callback bound to one component kind::
 * ``name`` — the registered name users write in YAML (lower-case, ``-`` separated);
 * ``factory(config, context)`` — builds the component; ``config`` is an instance of ``config``
   (a pydantic model) validated from the YAML section, ``context`` a :class:`medfeat.context.RunContext`
-  (device, seed, progress, cache);
+  (device, seed, progress, out_dir, timings);
 * ``config`` — the pydantic model of the YAML section (without ``name``); ``None`` for no options;
 * ``summary`` — one line for ``medfeat components``.
 

@@ -17,29 +17,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from medfeat.distributed import agree_any, barrier
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def agree_any(flags: tuple[bool, ...], device: str = "cpu") -> tuple[bool, ...]:
-    """Each flag OR-ed over the processes of a distributed run (a collective: every rank must call
-    it at the same step); the flags themselves in a single process."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return tuple(bool(f) for f in flags)
-    import torch
-
-    t = torch.tensor([float(f) for f in flags], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return tuple(bool(v) for v in t.tolist())
-
-
-def barrier() -> None:
-    """Wait for every process of a distributed run (no-op in a single process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
 
 
 class StopRequest:

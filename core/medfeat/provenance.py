@@ -35,7 +35,8 @@ def library_versions(plugins: dict[str, str]) -> dict[str, str]:
 
 
 def describe_input(path: Path) -> dict[str, Any]:
-    """Path and checksum of an input file or DICOM folder."""
+    """Path and checksum of an input file or DICOM folder (within a run, the checksum computed when
+    the file was read is reused: see :func:`medfeat.io.checksum.remembering_checksums`)."""
     from medfeat.io.checksum import sha256_file
 
     return {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}

@@ -171,23 +171,6 @@ def test_sitk_ffd_reduces_phantom_tre():
     assert after < 0.6 * before
 
 
-def test_convex_adam_config_mirrors_engine_parameters():
-    import dataclasses
-
-    from medfeat.builtins.optimisers import ConvexAdamConfig
-    from medfeat.engine.convex_adam import ConvexAdamParams
-
-    engine = {f.name: f.default for f in dataclasses.fields(ConvexAdamParams)}
-    engine.pop(
-        "compute_backward"
-    )  # medfeat writes both directions by default: compute_inverse=True
-    engine.pop("seed")  # from the run's seed
-    config = ConvexAdamConfig().model_dump()
-    assert config.pop("compute_inverse") is True
-    config["coupling_schedule"] = tuple(config["coupling_schedule"])
-    assert config == engine
-
-
 def test_auto_lung_mask_on_phantom():
     from medfeat.masks import auto_mask
     from medfeat.phantoms import breathing_phantom
@@ -197,35 +180,6 @@ def test_auto_lung_mask_on_phantom():
     lungs = pair.fixed_labels.numpy() == 2
     assert (mask & lungs).sum() > 0.95 * lungs.sum()  # covers the lungs (it is dilated by 2 voxels)
     assert (mask & (pair.fixed_labels.numpy() == 0)).sum() == 0  # never reaches outside the body
-
-
-def test_feature_cache_reuses_a_file_and_stays_bounded(tmp_path):
-    from types import SimpleNamespace
-
-    from medfeat.pipelines import registration as reg
-
-    calls = []
-
-    class Counting:
-        def extract(self, image):
-            calls.append(image.meta.get("sha256"))
-            return FeatureMap([FeatureLevel(torch.zeros(1, 2, 2, 2), image.grid)])
-
-    run = SimpleNamespace(
-        context=RunContext(), resolved=SimpleNamespace(components={"backbone": "b"})
-    )
-    grid = Grid.from_shape((2, 2, 2))
-    images = [Image(np.zeros((2, 2, 2)), grid, {"sha256": f"h{i}"}) for i in range(6)]
-    for im in [images[0], images[0], images[1]]:
-        reg.extract_features(run, Counting(), im)
-    assert calls == ["h0", "h1"]  # the second use of h0 came from the cache
-    for im in images:
-        reg.extract_features(run, Counting(), im)
-    assert len([k for k in run.context.cache if k[0] == "features"]) == reg.MAX_CACHED_FEATURE_MAPS
-    generated = Image(np.zeros((2, 2, 2)), grid)  # no checksum: never cached
-    reg.extract_features(run, Counting(), generated)
-    reg.extract_features(run, Counting(), generated)
-    assert calls[-2:] == [None, None]
 
 
 def test_mind_context_levels_are_pooled_blocks_on_their_own_grids():

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from medfeat.engine.convex_adam import (
-    ConvexAdamParams,
+    ConvexAdamConfig,
     convex_adam,
     coupled_convex,
     displacement_candidates,
@@ -9,7 +10,7 @@ from medfeat.engine.convex_adam import (
     ssd_cost_volume,
 )
 from medfeat.engine.mind import mind_ssc
-from medfeat.engine.warp import compose, jacobian_determinant, warp
+from medfeat.engine.warp import compose, jacobian_determinant_vox, warp
 
 
 def test_candidates_cover_the_cube():
@@ -59,12 +60,12 @@ def test_recovers_constant_translation_of_blob_phantom(blob_phantom):
     moving = blob_phantom((32, 32, 32))
     u = torch.tensor(shift).view(1, 3, 1, 1, 1).expand(1, 3, 32, 32, 32)
     fixed = warp(moving, u)
-    params = ConvexAdamParams(
+    params = ConvexAdamConfig(
         grid_spacing_vox=4,
         search_radius_vox=2,
         adam_iterations=30,
         io_max_points=0,
-        compute_backward=True,
+        compute_inverse=True,
     )
     calls = []
     fwd, bwd = convex_adam(
@@ -77,7 +78,7 @@ def test_recovers_constant_translation_of_blob_phantom(blob_phantom):
     inner = fwd[:, :, 8:-8, 8:-8, 8:-8]
     err = (inner - u[:, :, 8:-8, 8:-8, 8:-8]).norm(dim=1)
     assert err.mean() < 0.35
-    assert (jacobian_determinant(fwd) > 0).all()
+    assert (jacobian_determinant_vox(fwd) > 0).all()
     assert bwd is not None and torch.allclose(
         bwd[:, :, 8:-8, 8:-8, 8:-8].mean((2, 3, 4)), -torch.tensor([shift]), atol=0.4
     )
@@ -89,7 +90,9 @@ def test_recovers_constant_translation_of_blob_phantom(blob_phantom):
 def test_coarse_only_and_shape_validation(blob_phantom):
     img = blob_phantom((24, 24, 24))
     feat = mind_ssc(img, 1, 1)
-    params = ConvexAdamParams(grid_spacing_vox=4, search_radius_vox=1, adam_iterations=0)
+    params = ConvexAdamConfig(
+        grid_spacing_vox=4, search_radius_vox=1, adam_iterations=0, compute_inverse=False
+    )
     fwd, bwd = convex_adam(feat, feat, params)
     assert bwd is None
     assert fwd.abs().max() < 1e-5
@@ -102,7 +105,7 @@ def test_coarse_only_and_shape_validation(blob_phantom):
 
 
 def test_inverse_at_half_resolution_still_inverts_a_smooth_field():
-    from medfeat.engine.convex_adam import ConvexAdamParams, convex_adam
+    from medfeat.engine.convex_adam import ConvexAdamConfig, convex_adam
     from medfeat.engine.warp import warp
 
     torch.manual_seed(0)
@@ -110,14 +113,41 @@ def test_inverse_at_half_resolution_still_inverts_a_smooth_field():
     base = torch.randn(1, 12, *shape)
     base = torch.nn.functional.avg_pool3d(base, 5, stride=1, padding=2)
     moving = torch.roll(base, shifts=(1, -2, 1), dims=(2, 3, 4))
-    params = dict(
-        grid_spacing_vox=2, search_radius_vox=2, adam_iterations=20, compute_backward=True
-    )
-    fwd, bwd_full = convex_adam(base, moving, ConvexAdamParams(**params))
-    _, bwd_half = convex_adam(base, moving, ConvexAdamParams(**params, inverse_resolution_factor=2))
+    params = dict(grid_spacing_vox=2, search_radius_vox=2, adam_iterations=20, compute_inverse=True)
+    fwd, bwd_full = convex_adam(base, moving, ConvexAdamConfig(**params))
+    _, bwd_half = convex_adam(base, moving, ConvexAdamConfig(**params, inverse_resolution_factor=2))
     assert bwd_half.shape == fwd.shape
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(4, -4))
     # composition fwd o bwd ~ identity, and both inverses agree to a fraction of a voxel
     residual = (bwd_half + warp(fwd, bwd_half))[inner].abs().mean()
     assert residual < 0.1, residual
     assert (bwd_half - bwd_full)[inner].abs().mean() < 0.1
+
+
+def test_seed_picks_the_random_voxel_subsets_of_the_adam_steps(blob_phantom):
+    moving = blob_phantom((16, 16, 16))
+    fixed = torch.roll(moving, shifts=(1, 0, -1), dims=(2, 3, 4))
+    config = ConvexAdamConfig(
+        grid_spacing_vox=4,
+        search_radius_vox=1,
+        io_max_points=64,
+        adam_iterations=5,
+        compute_inverse=False,
+    )
+    first, _ = convex_adam(fixed, moving, config, seed=0)
+    again, _ = convex_adam(fixed, moving, config, seed=0)
+    other, _ = convex_adam(fixed, moving, config, seed=1)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_the_yaml_options_of_convex_adam_are_the_engine_config():
+    import pydantic
+
+    from medfeat.plugins import get_registry
+
+    assert get_registry().get("optimiser", "convex-adam").config is ConvexAdamConfig
+    config = ConvexAdamConfig.model_validate({"coupling_schedule": [0.1, 1]})
+    assert config.coupling_schedule == (0.1, 1.0)
+    with pytest.raises(pydantic.ValidationError):
+        ConvexAdamConfig(grid_spacing_vox=0)

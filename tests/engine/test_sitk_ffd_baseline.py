@@ -64,7 +64,7 @@ def test_masked_ffd_reduces_landmark_error_and_uses_the_mask(pair, monkeypatch):
     # the lung mask reached the metric of the affine and of every B-spline level
     assert res.info["masked_metric"] is True
     assert masks_seen == [int(mask.numpy().sum())] * 3
-    assert res.forward.direction == "fixed_to_moving"
+    assert res.forward.mapping == "fixed_to_moving"
 
 
 def test_mask_is_ignored_when_switched_off(pair, monkeypatch):
@@ -114,7 +114,9 @@ def test_example_style_config_resolves():
         iterations_per_level: [100, 50, 25]
         """
     )
-    assert resolved is not None
+    config = resolved.components["optimiser"].config
+    assert config.control_point_spacing_mm == [40.0, 20.0, 10.0]
+    assert config.iterations_per_level == [100, 50, 25]
 
 
 @pytest.mark.parametrize(
@@ -147,3 +149,85 @@ def test_bad_config_is_a_clear_config_error(options, message):
     with pytest.raises(ConfigError, match=message) as err:
         resolve(options)
     assert "optimiser" in str(err.value)
+
+
+# the pipeline's similarity becomes SimpleITK's metric; few iterations: only the wiring is tested
+WIRING = {**FAST, "iterations_per_level": [4, 4], "affine_iterations": 5}
+
+
+def similarity(name: str | None, **options):
+    from medfeat.context import RunContext
+    from medfeat.plugins import get_registry
+
+    if name is None:
+        return None
+    return get_registry().get("similarity", name).build(options, RunContext())
+
+
+@pytest.fixture(scope="module")
+def default_field(pair):
+    return SitkFFD(FFDConfig(**WIRING)).register(pair.fixed, pair.moving).forward.numpy()
+
+
+@pytest.mark.parametrize(
+    "name, options, method, args, label",
+    [
+        (None, {}, "SetMetricAsMattesMutualInformation", (32,), "MI"),
+        ("ssd", {}, "SetMetricAsMeanSquares", (), "MSE"),
+        ("ncc", {}, "SetMetricAsCorrelation", (), "NCC"),
+        ("local-ncc", {"window_vox": 5}, "SetMetricAsANTSNeighborhoodCorrelation", (2,), "LNCC"),
+        ("nmi", {"bins": 16}, "SetMetricAsMattesMutualInformation", (16,), "MI"),
+    ],
+)
+def test_similarity_becomes_the_sitk_metric(
+    pair, default_field, monkeypatch, name, options, method, args, label
+):
+    import SimpleITK as sitk
+
+    calls = []
+    for metric in (
+        "SetMetricAsMattesMutualInformation",
+        "SetMetricAsMeanSquares",
+        "SetMetricAsCorrelation",
+        "SetMetricAsANTSNeighborhoodCorrelation",
+    ):
+        original = getattr(sitk.ImageRegistrationMethod, metric)
+
+        def spy(self, *a, _name=metric, _original=original):
+            calls.append((_name, a))
+            return _original(self, *a)
+
+        monkeypatch.setattr(sitk.ImageRegistrationMethod, metric, spy)
+    res = SitkFFD(FFDConfig(**WIRING)).register(
+        pair.fixed, pair.moving, similarity=similarity(name, **options)
+    )
+    assert calls == [(method, args)] * 3  # the affine and both B-spline levels
+    assert res.info["metric"] == label
+    change = np.abs(res.forward.numpy() - default_field).max()
+    assert (change == 0) if name is None else (change > 0.01), change
+
+
+def test_similarity_without_a_sitk_metric_is_refused_naming_adam(pair):
+    from medfeat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot use similarity 'cosine'") as err:
+        SitkFFD(FFDConfig(**WIRING)).register(
+            pair.fixed, pair.moving, similarity=similarity("cosine")
+        )
+    assert "`adam`" in err.value.remedy
+    with pytest.raises(ConfigError, match="cannot use similarity"):
+        SitkFFD(FFDConfig(**WIRING)).register(
+            pair.fixed, pair.moving, similarity=lambda a, b, mask=None: (a - b).abs().mean()
+        )
+
+
+def test_regulariser_is_refused_naming_adam(pair):
+    from medfeat.context import RunContext
+    from medfeat.errors import ConfigError
+    from medfeat.plugins import get_registry
+
+    penalty = get_registry().get("regulariser", "bending-energy").build({}, RunContext())
+    with pytest.raises(ConfigError, match="cannot use regulariser 'bending-energy'") as err:
+        SitkFFD(FFDConfig(**WIRING)).register(pair.fixed, pair.moving, regulariser=penalty)
+    assert "`adam`" in err.value.remedy
+    assert get_registry().get("optimiser", "sitk-ffd").accepts == ("similarity",)

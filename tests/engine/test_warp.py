@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -6,13 +8,16 @@ from medfeat.engine.warp import (
     compose,
     identity_grid,
     invert_fixed_point,
-    jacobian_determinant,
-    jacobian_determinant_mm,
+    jacobian_determinant_vox,
     resize_field,
+    sample,
     sample_points,
     trilinear_points,
+    voxel_to_normalised,
     warp,
 )
+from medfeat.geometry import DisplacementField, Grid
+from medfeat.metrics.jacobian import jacobian_determinant_mm
 
 
 def _smooth_field(shape, amplitude, seed, limit=1.2):
@@ -56,18 +61,38 @@ def test_sample_points_matches_trilinear_points():
 
 def test_jacobian_of_identity_is_one():
     zero = torch.zeros(1, 3, 6, 7, 8)
-    assert torch.allclose(jacobian_determinant(zero), torch.ones(1, 6, 7, 8))
-    assert torch.allclose(jacobian_determinant_mm(zero, (2.0, 1.0, 0.5)), torch.ones(1, 6, 7, 8))
+    assert torch.allclose(jacobian_determinant_vox(zero), torch.ones(1, 6, 7, 8))
 
 
 def test_jacobian_of_uniform_scaling():
     g = identity_grid((8, 8, 8))
     u = 0.1 * g  # x -> 1.1 x
-    assert torch.allclose(jacobian_determinant(u), torch.full((1, 8, 8, 8), 1.1**3), atol=1e-5)
-    # the same map expressed in mm on 2 mm voxels
-    assert torch.allclose(
-        jacobian_determinant_mm(2.0 * u, (2.0, 2.0, 2.0)), jacobian_determinant(u)
-    )
+    expected = torch.full((1, 8, 8, 8), 1.1**3)
+    assert torch.allclose(jacobian_determinant_vox(u), expected, atol=1e-5)
+
+
+def test_voxel_and_mm_jacobians_agree_on_an_anisotropic_oblique_grid():
+    """The voxel-unit determinant equals the world-mm metric of the same map, whatever the grid."""
+    c, s = np.cos(0.4), np.sin(0.4)
+    grid = Grid((6, 7, 8), (0.7, 1.3, 2.5), (3.0, -1.0, 2.0), [[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    g = identity_grid(grid.shape, dtype=torch.float64)
+    u = 0.1 * g.flip(1) * torch.tensor([1.0, -0.5, 0.3], dtype=torch.float64).view(1, 3, 1, 1, 1)
+    det_vox = jacobian_determinant_vox(u)[0].numpy()
+    det_mm = jacobian_determinant_mm(DisplacementField.from_array_voxels(u[0], grid))
+    assert np.allclose(det_vox, det_mm)
+    assert not np.allclose(det_vox, 1.0)
+
+
+def test_voxel_to_normalised_is_the_grid_sample_convention():
+    shape = (4, 5, 6)
+    coords = identity_grid(shape)
+    norm = voxel_to_normalised(coords, shape)
+    assert norm.shape == (1, 4, 5, 6, 3)
+    # corners of the grid are the corners of grid_sample's cube, in (x, y, z) = (i, j, k) order
+    assert norm[0, 0, 0, 0].tolist() == [-1.0, -1.0, -1.0]
+    assert norm[0, -1, 0, -1].tolist() == [1.0, -1.0, 1.0]
+    img = torch.rand(1, 2, *shape)
+    assert torch.allclose(sample(img, coords), img, atol=1e-6)
 
 
 def test_resize_field_round_trip_of_constant_and_linear():
@@ -79,6 +104,17 @@ def test_resize_field_round_trip_of_constant_and_linear():
     back = resize_field(coarse, 2.0, (16, 16, 16))
     inner = (slice(None), slice(None), slice(1, -1), slice(1, -1), slice(1, -1))
     assert torch.allclose(back[inner], (0.1 * g)[inner], atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2.0, 4.0, 0.5, 0.25])
+def test_resize_field_is_bit_identical_to_the_avg_pool_formula(factor):
+    """The grid-based resize reproduces ``(x + 0.5) / factor - 0.5`` exactly (dyadic factors)."""
+    shape = (9, 12, 10)
+    coarse_shape = tuple(max(1, round(n / factor)) for n in shape)
+    u = torch.randn(2, 3, *coarse_shape, generator=torch.Generator().manual_seed(1))
+    coords = ((identity_grid(shape) + 0.5) / factor - 0.5).expand(2, -1, -1, -1, -1)
+    expected = sample(u, coords, padding_mode="border") * factor
+    assert torch.equal(resize_field(u, factor, shape), expected)
 
 
 @settings(max_examples=15, deadline=None)
@@ -119,4 +155,4 @@ def test_fixed_point_inverse(amplitude, seed):
 @given(amplitude=st.floats(0.0, 0.5), seed=st.integers(0, 10_000))
 def test_small_smooth_fields_do_not_fold(amplitude, seed):
     u = _smooth_field((10, 10, 10), amplitude, seed)
-    assert (jacobian_determinant(u) > 0).all()
+    assert (jacobian_determinant_vox(u) > 0).all()

@@ -38,7 +38,7 @@ def test_itk_round_trip(tmp_path, field):
     back = read_displacement_field(write_displacement_field(field, tmp_path / "u.nii.gz"))
     assert back.grid.same_as(field.grid)
     np.testing.assert_allclose(back.numpy(), field.numpy())
-    assert back.direction == "fixed_to_moving"
+    assert back.mapping == "fixed_to_moving"
 
 
 def test_learn2reg_layout_and_round_trip(tmp_path, field, grid):

@@ -77,6 +77,6 @@ def test_warp_evaluates_moving_at_x_plus_u_in_world_space(grid):
 
 
 def test_warp_rejects_inverse_direction(grid, image):
-    field = DisplacementField(np.zeros((3, *grid.shape)), grid, direction="moving_to_fixed")
+    field = DisplacementField(np.zeros((3, *grid.shape)), grid, mapping="moving_to_fixed")
     with pytest.raises(GeometryError, match="fixed_to_moving"):
         warp_image(image, field)

@@ -7,7 +7,7 @@ numerical code when a component is actually built.
 from __future__ import annotations
 
 from medfeat import hookimpl
-from medfeat.builtins import backbones, datasets, ffd, losses, optimisers, transforms
+from medfeat.builtins import adam, backbones, datasets, ffd, losses, optimisers, transforms
 
 
 @hookimpl
@@ -147,7 +147,17 @@ def medfeat_register_optimisers(register):
         "sitk-ffd",
         ffd.make_sitk_ffd,
         config=ffd.FFDConfig,
-        summary="B-spline FFD with Mattes mutual information via SimpleITK (NiftyReg-like baseline).",
+        summary="B-spline FFD via SimpleITK (NiftyReg-like baseline) on intensities: Mattes MI, "
+        "or the pipeline's ssd/ncc/local-ncc/nmi similarity.",
+        accepts=("similarity",),
+    )
+    register(
+        "adam",
+        adam.make_adam,
+        config=adam.AdamConfig,
+        summary="Control-grid displacement (B-spline or linear) optimised with Adam on features, "
+        "with any similarity (default ssd) and regulariser (default diffusion).",
+        accepts=("similarity", "regulariser"),
     )
 
 

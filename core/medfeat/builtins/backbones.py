@@ -12,11 +12,15 @@ from medfeat.geometry import Image
 
 class IntensityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = "minmax"
+    normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = Field(
+        "minmax",
+        description="Intensity mapping: none, minmax or percentile to [0, 1], zscore, or window "
+        "(window_min..window_max to [0, 1]).",
+    )
     window_min: float = Field(
         -1000.0, description="Lower bound for `window` (image units, e.g. HU)."
     )
-    window_max: float = Field(1000.0, description="Upper bound for `window`.")
+    window_max: float = Field(1000.0, description="Upper bound for `window` (image units).")
     percentiles: tuple[float, float] = Field(
         (0.5, 99.5), description="For `percentile`: clip to these, then map to [0, 1]."
     )
@@ -68,9 +72,13 @@ class MindConfig(BaseModel):
     smoothing_sigma_vox: float = Field(
         0.0, ge=0, description="Gaussian pre-smoothing of the image."
     )
-    normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = "none"
-    window_min: float = -1000.0
-    window_max: float = 1000.0
+    normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = Field(
+        "none", description="Intensity mapping before the descriptors, as in `intensity`."
+    )
+    window_min: float = Field(
+        -1000.0, description="Lower bound for `window` (image units, e.g. HU)."
+    )
+    window_max: float = Field(1000.0, description="Upper bound for `window` (image units).")
     context_pooling_vox: list[int] = Field(
         [],
         description="Extra coarser levels: the descriptors average-pooled by each factor (e.g. "

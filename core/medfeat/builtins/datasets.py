@@ -17,8 +17,10 @@ class LandmarkFile(BaseModel):
     """A landmark file and how to read it."""
 
     model_config = ConfigDict(extra="forbid")
-    path: Path
-    format: Literal["auto", "table", "elastix", "transformix", "fcsv", "mrk.json"] = "auto"
+    path: Path = Field(description="The landmark file.")
+    format: Literal["auto", "table", "elastix", "transformix", "fcsv", "mrk.json"] = Field(
+        "auto", description="File format (auto: from the file name and content)."
+    )
     axis_order: Literal["xyz", "zyx"] | None = Field(
         None,
         description="Set for voxel-index tables: xyz (ITK i,j,k) or zyx (numpy k,j,i); unset means world mm.",
@@ -28,14 +30,20 @@ class LandmarkFile(BaseModel):
 
 class FilesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    fixed: Path
-    moving: Path
-    fixed_landmarks: LandmarkFile | None = None
-    moving_landmarks: LandmarkFile | None = None
-    fixed_labels: Path | None = None
-    moving_labels: Path | None = None
-    fixed_mask: Path | None = None
-    case_id: str = "case"
+    fixed: Path = Field(description="Fixed image file (NIfTI, NRRD, MHA, ...).")
+    moving: Path = Field(description="Moving image file.")
+    fixed_landmarks: LandmarkFile | None = Field(
+        None, description="Landmarks of the fixed image (the queries of a correspondence run)."
+    )
+    moving_landmarks: LandmarkFile | None = Field(
+        None, description="Corresponding landmarks of the moving image (for TRE in mm)."
+    )
+    fixed_labels: Path | None = Field(None, description="Label map of the fixed image (Dice).")
+    moving_labels: Path | None = Field(None, description="Label map of the moving image.")
+    fixed_mask: Path | None = Field(
+        None, description="Mask of the fixed image that weights the data term."
+    )
+    case_id: str = Field("case", description="Name of the case (its output folder).")
 
 
 def _read_points(spec: LandmarkFile | None, image):
@@ -103,7 +111,9 @@ class CsvPairsConfig(BaseModel):
     landmark_axis_order: Literal["xyz", "zyx"] | None = Field(
         None, description="Axis order of voxel-index landmark files."
     )
-    landmark_format: Literal["auto", "table", "elastix", "transformix", "fcsv", "mrk.json"] = "auto"
+    landmark_format: Literal["auto", "table", "elastix", "transformix", "fcsv", "mrk.json"] = Field(
+        "auto", description="Format of the landmark files (auto: from name and content)."
+    )
 
 
 class CsvPairsDataset:
@@ -170,11 +180,15 @@ def make_csv_pairs(config: CsvPairsConfig, context) -> CsvPairsDataset:
 class PhantomConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shape: tuple[int, int, int] = Field((64, 64, 64), description="Array shape (k, j, i).")
-    spacing_mm: float = Field(3.0, gt=0)
-    amplitude_mm: float = Field(12.0, ge=0, description="Peak craniocaudal breathing displacement.")
-    num_vessels: int = Field(60, ge=1)
-    noise: float = Field(0.01, ge=0)
-    seed: int = 0
+    spacing_mm: float = Field(3.0, gt=0, description="Isotropic voxel spacing (mm).")
+    amplitude_mm: float = Field(
+        12.0, ge=0, description="Peak craniocaudal breathing displacement (mm)."
+    )
+    num_vessels: int = Field(60, ge=1, description="Vessels in the lungs = landmarks (count).")
+    noise: float = Field(
+        0.01, ge=0, description="Standard deviation of Gaussian noise on the [0, 1] intensities."
+    )
+    seed: int = Field(0, description="Seed of the vessel positions and the noise.")
 
 
 class PhantomDataset:

@@ -1,8 +1,10 @@
-"""Classical baseline: B-spline free-form deformation with Mattes mutual information (SimpleITK).
+"""Classical baseline: B-spline free-form deformation with SimpleITK's metrics.
 
 NiftyReg-like (reg_f3d): an affine pre-alignment, then cubic B-spline control grids from coarse to
-fine, mutual information restricted to the fixed mask (e.g. the lungs), gradient-based optimisation.
-Works on intensities, not features.
+fine, the metric restricted to the fixed mask (e.g. the lungs), gradient-based optimisation.
+Works on intensities, not features. The metric is Mattes mutual information unless the pipeline
+gives a `similarity` that SimpleITK has (:data:`SITK_METRICS`); SimpleITK has no penalty on the
+B-spline, so a `regulariser` is refused (optimiser `adam` takes any similarity and regulariser).
 
 Each B-spline level is its own SimpleITK registration: a fresh B-spline grid at that level's
 control point spacing, optimised on that level's image pyramid step on top of everything found
@@ -21,7 +23,16 @@ import time
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medfeat.components import RegistrationResult
+from medfeat.errors import ConfigError
 from medfeat.geometry import DisplacementField, Grid, Image
+
+#: pipeline similarity -> the SimpleITK metric used for it (with the similarity's options)
+SITK_METRICS = {
+    "ssd": "MeanSquares",
+    "ncc": "Correlation",
+    "local-ncc": "ANTSNeighborhoodCorrelation (radius window_vox // 2)",
+    "nmi": "MattesMutualInformation (its bins)",
+}
 
 
 class FFDConfig(BaseModel):
@@ -47,9 +58,14 @@ class FFDConfig(BaseModel):
         10000,
         ge=1000,
         description="Voxels sampled (once per level, inside the fixed mask when one is used) "
-        "for the mutual information; all voxels if the level has fewer.",
+        "for the metric; all voxels if the level has fewer.",
     )
-    histogram_bins: int = Field(32, ge=8, description="Mattes mutual information histogram bins.")
+    histogram_bins: int = Field(
+        32,
+        ge=8,
+        description="Mattes mutual information histogram bins, when the pipeline gives no "
+        "`similarity` (`nmi` brings its own bins).",
+    )
     use_fixed_mask: bool = Field(
         True,
         description="Evaluate the metric only inside the pipeline's fixed mask (set `fixed_mask: "
@@ -151,12 +167,14 @@ class SitkFFD:
     def __init__(self, config: FFDConfig, progress=None) -> None:
         self.config, self.progress = config, progress
 
-    def _method(self, mask, mask_voxels: int | None, shrink: list[int], sigmas: list[float], size):
+    def _method(
+        self, metric, mask, mask_voxels: int | None, shrink: list[int], sigmas: list[float], size
+    ):
         import SimpleITK as sitk
 
         c = self.config
         r = sitk.ImageRegistrationMethod()
-        r.SetMetricAsMattesMutualInformation(c.histogram_bins)
+        metric(r)
         # ITK draws the sample once per level over the shrunk fixed image and keeps the points
         # inside the mask: the percentage is relative to the (masked) voxels of each level.
         whole = math.prod(size)
@@ -174,18 +192,32 @@ class SitkFFD:
         return r
 
     def register(
-        self, fixed: Image, moving: Image, features_fixed=None, features_moving=None, **kwargs
+        self,
+        fixed: Image,
+        moving: Image,
+        features_fixed=None,
+        features_moving=None,
+        *,
+        similarity=None,
+        regulariser=None,
+        fixed_mask: Image | None = None,
     ) -> RegistrationResult:
         import numpy as np
         import SimpleITK as sitk
 
-        from medfeat.errors import ConfigError
-
         c = self.config
+        label, metric = _sitk_metric(similarity, c.histogram_bins)
+        if regulariser is not None:
+            raise ConfigError(
+                f"optimiser sitk-ffd cannot use regulariser "
+                f"{getattr(regulariser, 'name', regulariser)!r}: SimpleITK has no penalty on the "
+                "B-spline (its smoothness comes from the control point spacing).",
+                remedy="Remove `regulariser` and tune control_point_spacing_mm, or use optimiser "
+                "`adam`, which takes any regulariser.",
+            )
         if c.threads:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(c.threads)
         f, m = _to_sitk(fixed), _to_sitk(moving)
-        fixed_mask = kwargs.get("fixed_mask")
         mask, mask_voxels = None, None
         if c.use_fixed_mask and fixed_mask is not None:
             if fixed_mask.grid.shape != fixed.grid.shape:
@@ -214,7 +246,12 @@ class SitkFFD:
                 sitk.CenteredTransformInitializerFilter.GEOMETRY,
             )
             r = self._method(
-                mask, mask_voxels, c.affine_shrink_factors, c.affine_smoothing_sigmas_vox, size
+                metric,
+                mask,
+                mask_voxels,
+                c.affine_shrink_factors,
+                c.affine_smoothing_sigmas_vox,
+                size,
             )
             r.SetOptimizerAsRegularStepGradientDescent(
                 1.0, 1e-4, c.affine_iterations, gradientMagnitudeTolerance=1e-8
@@ -223,13 +260,13 @@ class SitkFFD:
             r.SetInitialTransform(init, inPlace=True)
             r.Execute(f, m)
             transform.AddTransform(init)
-            info["affine"] = f"MI {r.GetMetricValue():.4f}, {time.perf_counter() - t0:.0f} s"
+            info["affine"] = f"{label} {r.GetMetricValue():.4f}, {time.perf_counter() - t0:.0f} s"
 
         bbox = None
         if mask is not None:  # sitk index order (x, y, z), inclusive
             nz = np.argwhere(fixed_mask.numpy() > 0)
             bbox = (nz.min(0)[::-1].tolist(), nz.max(0)[::-1].tolist())
-        meshes, metric = [], float("nan")
+        meshes, value = [], float("nan")
         for spacing_mm, shrink, sigma, iterations in zip(
             c.control_point_spacing_mm,
             c.shrink_factors,
@@ -243,7 +280,7 @@ class SitkFFD:
                 for sz, sp in zip(domain.GetSize(), domain.GetSpacing(), strict=True)
             ]
             bspline = sitk.BSplineTransformInitializer(domain, mesh, order=3)
-            r = self._method(mask, mask_voxels, [shrink], [sigma], size)
+            r = self._method(metric, mask, mask_voxels, [shrink], [sigma], size)
             # ITK cannot chain the metric gradient through a B-spline in the moving initial
             # transform (no Jacobian w.r.t. position), so warp the moving image by what was found
             # so far and register the fixed image to that: one interpolation of the original.
@@ -261,11 +298,11 @@ class SitkFFD:
                 costFunctionConvergenceFactor=1e7,
             )
             r.Execute(f, warped)
-            metric = float(r.GetMetricValue())
+            value = float(r.GetMetricValue())
             transform.AddTransform(bspline)
             meshes.append(mesh)
             info[f"level_{len(meshes)}"] = (
-                f"mesh {mesh}, {r.GetOptimizerIteration()} it, MI {metric:.4f}, "
+                f"mesh {mesh}, {r.GetOptimizerIteration()} it, {label} {value:.4f}, "
                 f"{time.perf_counter() - t0:.0f} s: "
                 f"{r.GetOptimizerStopConditionDescription()}"
             )
@@ -281,11 +318,33 @@ class SitkFFD:
             # sampled on the fixed grid's box: valid for moving-space points inside it
             inverse = DisplacementField(np.moveaxis(arr, -1, 0), fixed.grid, "moving_to_fixed")
         info.update(
-            final_metric=metric,
+            final_metric=value,
+            metric=label,
             mesh_size=str(meshes[-1]),
             masked_metric=mask is not None,
         )
         return RegistrationResult(forward, inverse, info)
+
+
+def _sitk_metric(similarity, histogram_bins: int):
+    """``(label, set_metric)`` for the pipeline's similarity: Mattes MI when there is none."""
+    if similarity is None:
+        return "MI", lambda r: r.SetMetricAsMattesMutualInformation(histogram_bins)
+    name, options = getattr(similarity, "name", None), getattr(similarity, "config", None)
+    if name == "ssd":
+        return "MSE", lambda r: r.SetMetricAsMeanSquares()
+    if name == "ncc":
+        return "NCC", lambda r: r.SetMetricAsCorrelation()
+    if name == "local-ncc":
+        return "LNCC", lambda r: r.SetMetricAsANTSNeighborhoodCorrelation(options.window_vox // 2)
+    if name == "nmi":
+        return "MI", lambda r: r.SetMetricAsMattesMutualInformation(options.bins)
+    raise ConfigError(
+        f"optimiser sitk-ffd cannot use similarity {name or similarity!r}: SimpleITK has no such "
+        f"metric (it takes {', '.join(SITK_METRICS)}).",
+        remedy=f"Use similarity {', '.join(SITK_METRICS)} with sitk-ffd, or optimiser `adam`, "
+        "which takes any similarity.",
+    )
 
 
 def _to_sitk_vector(field: DisplacementField):

@@ -2,64 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from medfeat.components import FeatureMap, Matches, RegistrationResult
+from medfeat.config.base import ConfigModel
+from medfeat.engine.convex_adam_config import ConvexAdamConfig
 from medfeat.geometry import DisplacementField, Image, PointSet
 
-
-class ConvexAdamConfig(BaseModel):
-    """Options of :func:`medfeat.engine.convex_adam.convex_adam` (``vox`` = feature-grid voxels)."""
-
-    model_config = ConfigDict(extra="forbid")
-    grid_spacing_vox: int = Field(
-        6, ge=1, description="Coarse grid: features average-pooled by this factor."
-    )
-    search_radius_vox: int = Field(
-        4, ge=1, description="Discrete search range, in coarse-grid units."
-    )
-    cost_smoothing_passes: int = Field(
-        2, ge=0, description="Box filters applied to the cost volume."
-    )
-    coupling_schedule: list[float] = Field(
-        [0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
-        description="Coupling weights of the convex optimisation.",
-    )
-    inverse_consistent: bool = Field(
-        True, description="Symmetrise the coarse forward/backward fields."
-    )
-    ic_iterations: int = Field(15, ge=0)
-    io_resolution_factor: int = Field(
-        2, ge=1, description="Instance optimisation on features pooled by this factor."
-    )
-    io_grid_spacing_vox: int = Field(
-        2,
-        ge=1,
-        description="Control grid of the optimised field, in io-resolution voxels (1 = dense).",
-    )
-    io_max_points: int = Field(
-        0, ge=0, description="Random subset of voxels in the data term per step (0 = all)."
-    )
-    adam_iterations: int = Field(80, ge=0, description="Adam steps (0 = coarse step only).")
-    adam_lr: float = Field(1.0, gt=0, description="Adam learning rate, in io-resolution voxels.")
-    smoothness_weight: float = Field(3.0, ge=0, description="Weight of the diffusion penalty.")
-    field_smoothing_kernel_vox: int = Field(3, ge=1)
-    field_smoothing_passes: int = Field(3, ge=0)
-    fine_iterations: int = Field(
-        0, ge=0, description="Optional full-resolution refinement steps (0 = off)."
-    )
-    fine_grid_spacing_vox: int = Field(4, ge=1)
-    fine_lr: float = Field(0.5, gt=0)
-    fine_max_points: int = Field(131072, ge=1)
-    compute_inverse: bool = Field(
-        True, description="Also return the moving->fixed field (fixed-point inversion)."
-    )
-    inverse_iterations: int = Field(20, ge=1)
-    inverse_resolution_factor: int = Field(
-        1,
-        ge=1,
-        description="Invert the field on a grid coarser by this factor, then upsample (2 = 8x cheaper).",
-    )
+__all__ = ["ConvexAdam", "ConvexAdamConfig", "FeatureMatcher", "MatcherConfig"]
 
 
 class ConvexAdam:
@@ -69,14 +19,6 @@ class ConvexAdam:
 
     def __init__(self, config: ConvexAdamConfig, context) -> None:
         self.config, self.context = config, context
-
-    def _params(self):
-        from medfeat.engine.convex_adam import ConvexAdamParams
-
-        c = self.config.model_dump()
-        c["coupling_schedule"] = tuple(c["coupling_schedule"])
-        c["compute_backward"] = c.pop("compute_inverse")
-        return ConvexAdamParams(**c, seed=self.context.seed)
 
     def estimate_memory_bytes(self, features_fixed: FeatureMap, features_moving: FeatureMap) -> int:
         level = features_fixed.levels[0]
@@ -124,7 +66,12 @@ class ConvexAdam:
             ).data[None]
         progress = self.context.progress.callback("ConvexAdam")
         fwd, bwd = convex_adam(
-            lf.data[None].float(), lm.data[None].float(), self._params(), mask, progress
+            lf.data[None].float(),
+            lm.data[None].float(),
+            self.config,
+            mask,
+            progress,
+            seed=self.context.seed,
         )
         forward = DisplacementField.from_array_voxels(fwd[0], lf.grid)
         inverse = (
@@ -148,15 +95,16 @@ def _field_on_grid(field: DisplacementField, grid) -> DisplacementField:
 
     level = FeatureLevel(torch.from_numpy(field.numpy()).float(), field.grid)
     data = resample_level(level, grid).data.double().numpy()
-    return DisplacementField(data, grid, field.direction)
+    return DisplacementField(data, grid, field.mapping)
 
 
 def make_convex_adam(config: ConvexAdamConfig, context) -> ConvexAdam:
     return ConvexAdam(config, context)
 
 
-class MatcherConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MatcherConfig(ConfigModel):
+    """Options of the cosine feature matcher (:func:`medfeat.engine.matcher.match_points`)."""
+
     box_half_size_mm: float | list[float] | None = Field(
         None,
         description="Restrict candidates to a box around the query (MedDIFT-Box); None = global search.",

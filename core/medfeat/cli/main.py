@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (overrides seed)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("validate", help="check a pipeline without running it")
+    p = sub.add_parser(
+        "validate", help="check a pipeline and that its input files exist, without running it"
+    )
     add_pipeline_args(p)
     p.set_defaults(func=cmd_validate)
 
@@ -92,9 +94,11 @@ def resolve_cli_pipeline(args: argparse.Namespace, extra: list[str] | None = Non
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Schema, component options and the existence of every input path (as a run checks them)."""
     resolved, _ = resolve_cli_pipeline(args)
     if not args.print_config:
-        console().print(f"{args.pipeline}: valid {resolved.pipeline.kind} pipeline.")
+        inputs = f"; its inputs exist: {', '.join(resolved.inputs)}" if resolved.inputs else ""
+        console().print(f"{args.pipeline}: valid {resolved.pipeline.kind} pipeline{inputs}.")
     return 0
 
 

@@ -1,14 +1,24 @@
-"""Turn YAML into a validated pipeline: schema check, requirements, component options, overrides."""
+"""Turn YAML into a validated pipeline: schema check, requirements, component options, overrides,
+paths made absolute (relative to the pipeline file) and inputs checked to exist."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from medfeat.config.paths import (
+    PathOption,
+    check_inputs_exist,
+    find_mark,
+    make_paths_absolute,
+    path_options,
+)
 from medfeat.config.schema import (
     COMPONENT_FIELDS,
     PIPELINE_KINDS,
@@ -36,12 +46,14 @@ class ResolvedComponent:
 
 @dataclass
 class ResolvedPipeline:
-    """The validated pipeline model and its resolved component sections (by field, lists for lists)."""
+    """The validated pipeline model, its resolved component sections (by field, lists for lists)
+    and its input paths (``{key path: absolute or working-directory-relative path}``)."""
 
     pipeline: PipelineBase
     components: dict[str, ResolvedComponent | list[ResolvedComponent] | None]
     source: YamlSource
     overrides: list[str] = field(default_factory=list)
+    inputs: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved configuration, every default filled in (what `--print-config` shows)."""
@@ -74,6 +86,8 @@ def apply_overrides(source: YamlSource, overrides: list[str]) -> None:
         node = source.data
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, dict):
+                if part not in node:
+                    source.lines[tuple(parts[: i + 1])] = 0  # created by the override
                 node = node.setdefault(part, {})
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
@@ -93,20 +107,33 @@ def apply_overrides(source: YamlSource, overrides: list[str]) -> None:
             raise ConfigError(
                 f"override {item!r} does not fit the pipeline's structure.", source="command line"
             )
-        source.lines[tuple(parts)] = 0  # 0 = from the command line
+        path = tuple(parts)
+        for known in [k for k in source.lines if k[: len(path)] == path]:
+            del source.lines[known]  # lines of what the override replaced
+        source.lines[path] = 0  # 0 = from the command line
 
 
 def _pydantic_error(
-    exc: ValidationError, source: YamlSource, prefix: KeyPath, what: str
+    exc: ValidationError,
+    source: YamlSource,
+    prefix: KeyPath,
+    what: str,
+    model: type[BaseModel] | None = None,
 ) -> ConfigError:
-    err = exc.errors()[0]
-    path = (
-        *prefix,
-        *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))],
-    )
+    errors = exc.errors()
+    # a misspelt option is both unknown and missing: the unknown name says what to fix
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    path = (*prefix, *loc)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = f"unknown option {str(path[-1])!r} for {what}"
+        options = _option_names(model, loc[:-1]) if model is not None else []
+        close = difflib.get_close_matches(str(path[-1]), options, n=1, cutoff=0.6)
+        if close:
+            msg += f". Did you mean {close[0]!r}?"
+        elif options:
+            msg += f"; its options are: {', '.join(options)}"
     elif err["type"] == "missing":
         msg = f"{what} needs {str(path[-1])!r}, which is missing"
     elif "input" in err and not isinstance(err["input"], dict | list):
@@ -119,9 +146,34 @@ def _pydantic_error(
     line = source.line_of(path)
     where_line = None if line == 0 else line
     src = "command line override" if line == 0 else source.name
+    end = "" if msg.endswith("?") else "."
     return ConfigError(
-        msg + "." + more, source=src, line=where_line, key_path=format_key_path(path)
+        msg + end + more, source=src, line=where_line, key_path=format_key_path(path)
     )
+
+
+def _option_names(model: type[BaseModel], loc: list[str | int]) -> list[str]:
+    """The option names of the (nested) model that the error location ``loc`` points into."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        sub = _model_in(info.annotation) if info is not None else None
+        if sub is None:
+            return []
+        model = sub
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model in a field's type (also inside ``X | None``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return None if annotation is ComponentRef else annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def check_requirements(requires: list[str], source: YamlSource) -> None:
@@ -151,18 +203,27 @@ def check_requirements(requires: list[str], source: YamlSource) -> None:
 
 
 def resolve_pipeline(
-    source: YamlSource, registry: Registry, overrides: list[str] | None = None
+    source: YamlSource,
+    registry: Registry,
+    overrides: list[str] | None = None,
+    *,
+    check_inputs: bool = True,
 ) -> ResolvedPipeline:
-    """Validate a parsed pipeline against its schema and every component's config model."""
+    """Validate a parsed pipeline against its schema and every component's config model.
+
+    Relative paths written in the file become absolute, relative to ``source.folder``; those given
+    in ``overrides`` stay relative to the working directory. With ``check_inputs``, every input
+    path (a ``Path`` option not typed ``OutputPath``) must exist.
+    """
     overrides = list(overrides or [])
     apply_overrides(source, overrides)
     data = source.data
     if not isinstance(data, dict):
         raise source.error("a pipeline must be a YAML mapping with at least `kind:`.", ())
+    for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
+        del data[key]  # extension fields: a place for YAML anchors, not options
     kind = data.get("kind")
     if kind not in PIPELINE_KINDS:
-        import difflib
-
         close = difflib.get_close_matches(str(kind), PIPELINE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise source.error(
@@ -171,18 +232,31 @@ def resolve_pipeline(
             else f"the pipeline has no `kind:`; expected one of: {', '.join(PIPELINE_KINDS)}.",
             ("kind",) if kind else (),
         )
-    schema = PIPELINE_KINDS[kind]
     check_requirements(
         data.get("requires", [])
         if isinstance(data.get("requires", []), list)
         else [data["requires"]],
         source,
     )
-    try:
-        pipeline = schema.model_validate(data)
-    except ValidationError as exc:
-        raise _pydantic_error(exc, source, (), f"a {kind} pipeline") from None
+    resolved = _validate(source, registry, kind, overrides)
+    written = make_paths_absolute(_path_options(resolved, registry), source)
+    if written:  # validate again: the models now hold the absolute paths
+        resolved = _validate(source, registry, kind, overrides)
+    options = _path_options(resolved, registry)
+    if check_inputs:
+        check_inputs_exist(options, source, written)
+    resolved.inputs = {format_key_path(o.key_path): o.value for o in options if o.role == "input"}
+    return resolved
 
+
+def _validate(
+    source: YamlSource, registry: Registry, kind: str, overrides: list[str]
+) -> ResolvedPipeline:
+    schema = PIPELINE_KINDS[kind]
+    try:
+        pipeline = schema.model_validate(source.data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, source, (), f"a {kind} pipeline", schema) from None
     components: dict[str, Any] = {}
     for key, comp_kind in COMPONENT_FIELDS.items():
         if key not in type(pipeline).model_fields:
@@ -199,6 +273,21 @@ def resolve_pipeline(
             components[key] = _resolve_component(value, comp_kind, (key,), source, registry)
     _check_accepted_sections(components, source, registry)
     return ResolvedPipeline(pipeline, components, source, overrides)
+
+
+def _path_options(resolved: ResolvedPipeline, registry: Registry) -> list[PathOption]:
+    """The path options of the pipeline itself and of every component section."""
+    options = [
+        o
+        for o in path_options(resolved.pipeline, (), registry)
+        if o.key_path[0] not in resolved.components
+    ]
+    for key, comp in resolved.components.items():
+        for i, c in enumerate(comp) if isinstance(comp, list) else [(None, comp)]:
+            if c is not None:
+                prefix = (key,) if i is None else (key, i)
+                options.extend(path_options(c.config, prefix, registry))
+    return options
 
 
 #: Pipeline sections that exist only to be consumed by another component (its ``accepts``).
@@ -245,23 +334,11 @@ def _resolve_component(
     try:
         config = component.config.model_validate(ref.options)
     except ValidationError as exc:
-        raise _pydantic_error(exc, source, path, f"{kind.replace('_', ' ')} {ref.name!r}") from None
+        raise _pydantic_error(
+            exc, source, path, f"{kind.replace('_', ' ')} {ref.name!r}", component.config
+        ) from None
     _resolve_nested(config, path, source, registry)
     return ResolvedComponent(kind, component.name, config, component.plugin)
-
-
-def _nested_kind(annotation: Any) -> str | None:
-    """The component kind marked anywhere in a field's type (also inside ``X | None``, ``list[X]``)."""
-    from typing import get_args
-
-    for mark in getattr(annotation, "__metadata__", ()):
-        if isinstance(mark, ComponentKind):
-            return mark.kind
-    for arg in get_args(annotation):
-        kind = _nested_kind(arg)
-        if kind:
-            return kind
-    return None
 
 
 def _resolve_nested(
@@ -271,8 +348,8 @@ def _resolve_nested(
     :func:`~medfeat.config.schema.nested_component`), at any depth of nested models."""
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        marks = [m.kind for m in info.metadata if isinstance(m, ComponentKind)]
-        kind = marks[0] if marks else _nested_kind(info.annotation)
+        mark = find_mark(info.annotation, info.metadata, ComponentKind)
+        kind = mark.kind if mark else None
         if kind and isinstance(value, ComponentRef):
             _resolve_component(value, kind, (*path, name), source, registry)
         elif kind and isinstance(value, list | tuple | dict):

@@ -3,6 +3,10 @@
 Component sections are ``{name: <registered name>, ...options}``. The schema only checks the shape
 (``name`` present); :mod:`medfeat.config.resolve` then validates the options with the named
 component's own config model.
+
+Path options: a relative path written in a pipeline file is relative to that file's folder (one
+given on the command line, to the working directory). A ``Path`` option is an input, which must
+exist before a run, unless its type is :data:`OutputPath`; :data:`InputPath` says so explicitly.
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ class ComponentKind:
     kind: str
 
 
+@dataclass(frozen=True)
+class PathRole:
+    """Marks a path option as an ``input`` (checked to exist before a run) or an ``output``."""
+
+    role: Literal["input", "output"]
+
+
+#: A path the run reads (a file, folder or checkpoint): ``medfeat validate`` checks it exists.
+InputPath = Annotated[Path, PathRole("input")]
+#: A path the run writes (a folder or file it creates): not checked for existence.
+OutputPath = Annotated[Path, PathRole("output")]
+
+
 def nested_component(kind: str) -> Any:
     """Type of a component config field that holds another component, ``{name: ..., options}``.
 
@@ -55,9 +72,14 @@ Strict = ConfigModel
 class OutputOptions(Strict):
     """Where and how results are written."""
 
-    dir: Path = Field(Path("medfeat-out"), description="Output folder; `--out` overrides it.")
+    dir: OutputPath = Field(
+        Path("medfeat-out"),
+        description="Output folder (relative: to the pipeline file's folder); `--out` overrides it.",
+    )
     field_convention: Literal["itk", "learn2reg"] = Field(
-        "itk", description="Displacement field file convention."
+        "itk",
+        description="Displacement field files: `itk` (world LPS mm on the fixed grid) or "
+        "`learn2reg` (voxel displacements).",
     )
     write_inverse: bool = Field(
         True, description="Also write the moving->fixed field when the optimiser provides it."
@@ -71,15 +93,17 @@ class OutputOptions(Strict):
 
 
 class PipelineBase(Strict):
-    kind: str
-    description: str = ""
+    kind: str = Field(description="Pipeline kind: registration, correspondence, segmentation, ...")
+    description: str = Field("", description="Free text shown in the run's provenance.")
     requires: list[str] = Field(
         default_factory=list, description="Plugin requirements, e.g. 'medfeat-dinov3>=0.1'."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Random seed of the run; `--seed` overrides it.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N; `--device` overrides it.")
     data: ComponentRef = Field(description="A dataset adapter producing the cases to process.")
-    output: OutputOptions = Field(default_factory=OutputOptions)
+    output: OutputOptions = Field(
+        default_factory=OutputOptions, description="Where and how results are written."
+    )
 
     @field_validator("requires", mode="before")
     @classmethod
@@ -90,12 +114,21 @@ class PipelineBase(Strict):
 class RegistrationPipeline(PipelineBase):
     """Fixed/moving -> displacement field, warped image/labels, transformed points, metrics."""
 
-    kind: Literal["registration"]
-    backbone: ComponentRef = Field(default_factory=lambda: ComponentRef(name="intensity"))
-    feature_transforms: list[ComponentRef] = Field(default_factory=list)
-    similarity: ComponentRef | None = None
-    regulariser: ComponentRef | None = None
-    optimiser: ComponentRef
+    kind: Literal["registration"] = Field(description="Pipeline kind.")
+    backbone: ComponentRef = Field(
+        default_factory=lambda: ComponentRef(name="intensity"),
+        description="Feature extractor applied to both images.",
+    )
+    feature_transforms: list[ComponentRef] = Field(
+        default_factory=list, description="Transforms applied to both feature maps, in order."
+    )
+    similarity: ComponentRef | None = Field(
+        None, description="Data term, for optimisers that take one."
+    )
+    regulariser: ComponentRef | None = Field(
+        None, description="Penalty on the field, for optimisers that take one."
+    )
+    optimiser: ComponentRef = Field(description="The deformable registration method.")
     fixed_mask: Literal["from-data", "auto-lung", "auto-body", "none"] = Field(
         "from-data",
         description="Region that weights the data term: the dataset's mask, one derived automatically "
@@ -109,27 +142,33 @@ class RegistrationPipeline(PipelineBase):
 class CorrespondencePipeline(PipelineBase):
     """Query points in A -> matched points in B, with scores and (when known) errors in mm."""
 
-    kind: Literal["correspondence"]
-    backbone: ComponentRef
-    feature_transforms: list[ComponentRef] = Field(default_factory=list)
-    matcher: ComponentRef
+    kind: Literal["correspondence"] = Field(description="Pipeline kind.")
+    backbone: ComponentRef = Field(description="Feature extractor applied to both images.")
+    feature_transforms: list[ComponentRef] = Field(
+        default_factory=list, description="Transforms applied to both feature maps, in order."
+    )
+    matcher: ComponentRef = Field(description="Matches the query points of A into B.")
 
 
 class SegmentationPipeline(PipelineBase):
     """Train a segmentation head (on images or frozen backbone features), or run inference with one."""
 
-    kind: Literal["segmentation"]
-    mode: Literal["train", "infer"] = "train"
-    backbone: ComponentRef | None = None
-    head: ComponentRef
-    checkpoint: Path | None = Field(None, description="Head weights for `infer`.")
+    kind: Literal["segmentation"] = Field(description="Pipeline kind.")
+    mode: Literal["train", "infer"] = Field(
+        "train", description="`train` a head, or `infer` with trained head weights."
+    )
+    backbone: ComponentRef | None = Field(
+        None, description="Frozen feature extractor whose features the head reads (optional)."
+    )
+    head: ComponentRef = Field(description="The segmentation head.")
+    checkpoint: InputPath | None = Field(None, description="Head weights file for `infer`.")
 
 
 class PretrainingPipeline(PipelineBase):
     """Learn backbone weights from unlabelled images."""
 
-    kind: Literal["pretraining"]
-    pretrainer: ComponentRef
+    kind: Literal["pretraining"] = Field(description="Pipeline kind.")
+    pretrainer: ComponentRef = Field(description="Learns backbone weights from the data.")
 
 
 PIPELINE_KINDS: dict[str, type[PipelineBase]] = {

@@ -1,7 +1,13 @@
-"""Load YAML while remembering the line of every key, so errors can point at it."""
+"""Load YAML while remembering the line of every key, so errors can point at it.
+
+Standard merge keys are supported: ``<<: *base`` (or ``<<: [*a, *b]``) copies the keys of the
+anchored mappings that the mapping itself does not set; a key written twice in one mapping is an
+error.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +29,14 @@ def format_key_path(path: KeyPath) -> str:
 
 @dataclass
 class YamlSource:
-    """Parsed YAML data plus ``key path -> line`` (1-based) for error messages."""
+    """Parsed YAML data plus ``key path -> line`` (1-based; 0 = a command-line override) for error
+    messages, and the ``folder`` that relative paths in the file are relative to (``None``: text
+    that came from no file; its relative paths stay relative to the working directory)."""
 
     data: Any
     name: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    folder: Path | None = None
 
     def line_of(self, path: KeyPath) -> int | None:
         """Line of ``path`` or of its closest ancestor that has one."""
@@ -48,27 +57,62 @@ class YamlSource:
         )
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct(
     node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: yaml.SafeLoader
 ) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        loader.flatten_mapping(node)
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if key in out:
-                raise ConfigError(
-                    f"duplicate key {key!r}.",
-                    line=key_node.start_mark.line + 1,
-                    key_path=format_key_path((*path, key)),
-                )
-            out[key] = _construct(value_node, (*path, key), lines, loader)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-        return out
+        return _construct_mapping(node, path, lines, loader)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*path, i), lines, loader) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
+
+
+def _construct_mapping(
+    node: yaml.MappingNode, path: KeyPath, lines: dict[KeyPath, int], loader: yaml.SafeLoader
+) -> dict[Any, Any]:
+    """A mapping: its own keys (each once), then the keys of its ``<<`` merges it does not set
+    (earlier merges win), each with the line where its value is written."""
+    out: dict[Any, Any] = {}
+    merges: list[yaml.MappingNode] = []
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG:
+            merges.extend(_merge_sources(value_node, path))
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise ConfigError(
+                f"duplicate key {key!r}.",
+                line=key_node.start_mark.line + 1,
+                key_path=format_key_path((*path, key)),
+            )
+        out[key] = _construct(value_node, (*path, key), lines, loader)
+        lines[(*path, key)] = key_node.start_mark.line + 1
+    for merged in merges:
+        merged_lines: dict[KeyPath, int] = {}
+        values = _construct_mapping(merged, path, merged_lines, loader)
+        for key, value in values.items():
+            if key in out:
+                continue
+            out[key] = value
+            prefix = (*path, key)
+            lines.update((p, n) for p, n in merged_lines.items() if p[: len(prefix)] == prefix)
+    return out
+
+
+def _merge_sources(node: yaml.Node, path: KeyPath) -> list[yaml.MappingNode]:
+    """The mappings a ``<<`` value names: one mapping or a list of them."""
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if not all(isinstance(item, yaml.MappingNode) for item in items):
+        raise ConfigError(
+            "a merge key `<<` takes a mapping or a list of mappings, e.g. `<<: *base`.",
+            line=node.start_mark.line + 1,
+            key_path=format_key_path(path) or None,
+        )
+    return items
 
 
 def parse_yaml(text: str, name: str = "<string>") -> YamlSource:
@@ -109,4 +153,6 @@ def load_yaml(path: str | Path) -> YamlSource:
         raise InputFileError(
             f"Cannot read pipeline file {path}: {exc}.", remedy="It must be a UTF-8 YAML text file."
         ) from None
-    return parse_yaml(text, str(path))
+    source = parse_yaml(text, str(path))
+    source.folder = Path(os.path.abspath(path)).parent
+    return source

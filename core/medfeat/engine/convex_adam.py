@@ -12,12 +12,12 @@ Conventions: tensors in ``(D, H, W)`` order, displacements ``[1, 3, D, H, W]`` i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medfeat.engine.convex_adam_config import ConvexAdamConfig
 from medfeat.engine.regularisers import diffusion
 from medfeat.engine.warp import (
     identity_grid,
@@ -29,7 +29,7 @@ from medfeat.engine.warp import (
 )
 
 __all__ = [
-    "ConvexAdamParams",
+    "ConvexAdamConfig",
     "convex_adam",
     "displacement_candidates",
     "ssd_cost_volume",
@@ -39,67 +39,6 @@ __all__ = [
 ]
 
 Progress = Callable[[str, float], None]
-
-
-@dataclass(frozen=True)
-class ConvexAdamParams:
-    """Hyper-parameters of :func:`convex_adam` (units in the names; ``vox`` = input voxels
-    unless stated otherwise).
-
-    Coarse (discrete) step:
-      ``grid_spacing_vox``: features are average-pooled by this factor; the coarse grid.
-      ``search_radius_vox``: candidates are ``[-r, r]^3`` in *coarse grid* units (so the
-      capture range is ``r * grid_spacing_vox`` input voxels).
-      ``cost_smoothing_passes``: 3^3 box filters applied to each cost-volume slice.
-      ``coupling_schedule``: coupling weights of the alternating convex optimisation.
-      ``inverse_consistent`` / ``ic_iterations``: symmetric fixed-point averaging of the
-      forward and backward coarse fields.
-
-    Instance optimisation (Adam):
-      ``io_resolution_factor``: features are pooled by this factor for the dense refinement.
-      ``io_grid_spacing_vox``: the optimised field lives on a control grid with this spacing in
-      io-resolution voxels and is trilinearly upsampled (1 = dense).
-      ``io_max_points``: the data term uses a fresh random subset of at most this many
-      io-resolution voxels per iteration (``0`` = all; inside ``mask_fixed`` when given),
-      ``seed`` makes the subsets reproducible,
-      ``adam_iterations``, ``adam_lr`` (io-resolution voxels per step),
-      ``smoothness_weight``: weight of the diffusion penalty (io-resolution voxel units),
-      ``field_smoothing_kernel_vox`` / ``field_smoothing_passes``: box smoothing of the field
-      in every iteration (B-spline-like), ``adam_iterations = 0`` disables the refinement.
-
-    Optional full-resolution refinement (after the io stage): ``fine_iterations`` Adam steps
-    (``0`` = off) on a control grid of ``fine_grid_spacing_vox`` input voxels with step
-    ``fine_lr`` (input voxels), data term on one fixed random subset of at most
-    ``fine_max_points`` voxels (inside ``mask_fixed`` when given).
-
-    ``compute_backward``: also return the inverse of the final forward field (fixed point),
-    computed on the field average-pooled by ``inverse_resolution_factor`` and trilinearly
-    upsampled (the field is smooth on the scale of its control grid, so 2 loses little and is
-    8x cheaper).
-    """
-
-    grid_spacing_vox: int = 6
-    search_radius_vox: int = 4
-    cost_smoothing_passes: int = 2
-    coupling_schedule: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-    inverse_consistent: bool = True
-    ic_iterations: int = 15
-    io_resolution_factor: int = 2
-    io_grid_spacing_vox: int = 2
-    io_max_points: int = 0
-    adam_iterations: int = 80
-    adam_lr: float = 1.0
-    smoothness_weight: float = 3.0
-    field_smoothing_kernel_vox: int = 3
-    field_smoothing_passes: int = 3
-    fine_iterations: int = 0
-    fine_grid_spacing_vox: int = 4
-    fine_lr: float = 0.5
-    fine_max_points: int = 131072
-    compute_backward: bool = False
-    inverse_iterations: int = 20
-    inverse_resolution_factor: int = 1
-    seed: int = 0
 
 
 def _report(progress: Progress | None, step: str, fraction: float) -> None:
@@ -229,26 +168,26 @@ def make_inverse_consistent(
 def _coarse_step(
     feat_fixed: Tensor,
     feat_moving: Tensor,
-    params: ConvexAdamParams,
+    config: ConvexAdamConfig,
     progress: Progress | None,
 ) -> Tensor:
     """Coarse field ``[1, 3, d, h, w]`` in coarse grid units."""
-    g = params.grid_spacing_vox
+    g = config.grid_spacing_vox
     fix_c = F.avg_pool3d(feat_fixed, g, stride=g)
     mov_c = F.avg_pool3d(feat_moving, g, stride=g)
-    cand = displacement_candidates(params.search_radius_vox, fix_c.dtype).to(fix_c.device)
-    passes = params.cost_smoothing_passes
-    cost = ssd_cost_volume(fix_c, mov_c, params.search_radius_vox, passes)
-    _report(progress, "cost_volume", 0.5 if params.inverse_consistent else 1.0)
-    fwd = coupled_convex(cost, cand, params.coupling_schedule, progress)
+    cand = displacement_candidates(config.search_radius_vox, fix_c.dtype).to(fix_c.device)
+    passes = config.cost_smoothing_passes
+    cost = ssd_cost_volume(fix_c, mov_c, config.search_radius_vox, passes)
+    _report(progress, "cost_volume", 0.5 if config.inverse_consistent else 1.0)
+    fwd = coupled_convex(cost, cand, config.coupling_schedule, progress)
     del cost
-    if not params.inverse_consistent:
+    if not config.inverse_consistent:
         return fwd
-    cost = ssd_cost_volume(mov_c, fix_c, params.search_radius_vox, passes)
+    cost = ssd_cost_volume(mov_c, fix_c, config.search_radius_vox, passes)
     _report(progress, "cost_volume", 1.0)
-    bwd = coupled_convex(cost, cand, params.coupling_schedule, progress)
+    bwd = coupled_convex(cost, cand, config.coupling_schedule, progress)
     del cost
-    fwd, _ = make_inverse_consistent(fwd, bwd, params.ic_iterations)
+    fwd, _ = make_inverse_consistent(fwd, bwd, config.ic_iterations)
     _report(progress, "inverse_consistency", 1.0)
     return fwd
 
@@ -278,7 +217,7 @@ def _instance_optimisation(
     feat_fixed: Tensor,
     feat_moving: Tensor,
     init_io: Tensor,
-    params: ConvexAdamParams,
+    config: ConvexAdamConfig,
     mask_io: Tensor | None,
     progress: Progress | None,
     *,
@@ -286,6 +225,7 @@ def _instance_optimisation(
     lr: float,
     iterations: int,
     max_points: int,
+    seed: int,
     resample: bool = True,
     step_name: str = "instance_optimisation",
 ) -> Tensor:
@@ -294,7 +234,8 @@ def _instance_optimisation(
     The field is a control grid with spacing ``c = io_grid_spacing_vox`` (io voxels), smoothed
     every iteration and trilinearly interpolated; the SSD data term is evaluated at a random
     subset of at most ``max_points`` io voxels (inside ``mask_io`` when given), drawn afresh
-    every iteration when ``resample`` else once. ``init_io`` and the result are ``[1, 3, *shape_io]`` in io voxels.
+    every iteration when ``resample`` else once, from a generator seeded with ``seed``.
+    ``init_io`` and the result are ``[1, 3, *shape_io]`` in io voxels.
     """
     shape_io = tuple(init_io.shape[-3:])
     c = grid_spacing
@@ -316,14 +257,14 @@ def _instance_optimisation(
     ctrl_idx, ctrl_w = trilinear_weights((pts + 0.5) / c - 0.5, ctrl_shape)  # fixed weights
     n_pts = pts.shape[0]
     m = n_pts if max_points <= 0 else min(max_points, n_pts)
-    gen = torch.Generator(device="cpu").manual_seed(params.seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     if m < n_pts and not resample:
         keep = torch.randperm(n_pts, generator=gen)[:m].to(pts.device)
         pts, fixed_pts, ctrl_idx, ctrl_w = pts[keep], fixed_pts[keep], ctrl_idx[keep], ctrl_w[keep]
         n_pts = m
 
     def smoothed(p: Tensor) -> Tensor:
-        return smooth_field(p, params.field_smoothing_kernel_vox, params.field_smoothing_passes)
+        return smooth_field(p, config.field_smoothing_kernel_vox, config.field_smoothing_passes)
 
     for it in range(iterations):
         param.grad = None
@@ -338,7 +279,7 @@ def _instance_optimisation(
         warped = trilinear_points(moving_cl, p_io + u)  # [M, C]
         data = (warped - f_pts).pow(2).sum(1).mean()
         reg = diffusion(field / c)  # squared gradient in io voxels per io voxel
-        loss = data + params.smoothness_weight * reg
+        loss = data + config.smoothness_weight * reg
         loss.backward()
         adam.step()
         _report(progress, step_name, (it + 1) / iterations)
@@ -350,20 +291,22 @@ def _instance_optimisation(
 def convex_adam(
     feat_fixed: Tensor,
     feat_moving: Tensor,
-    params: ConvexAdamParams | None = None,
+    config: ConvexAdamConfig | None = None,
     mask_fixed: Tensor | None = None,
     progress: Progress | None = None,
+    *,
+    seed: int = 0,
 ) -> tuple[Tensor, Tensor | None]:
     """Register ``feat_moving`` to ``feat_fixed`` (both ``[1, C, D, H, W]`` on the same grid).
 
     Returns ``(disp_fwd, disp_bwd)``: ``disp_fwd`` ``[1, 3, D, H, W]`` in voxels with
     ``warp(moving, disp_fwd) ~ fixed``; ``disp_bwd`` is its inverse (moving to fixed) when
-    ``params.compute_backward`` else ``None``. ``mask_fixed`` (``[1, 1, D, H, W]``, values in
-    [0, 1]) weights the data term of the instance optimisation. ``progress(step, fraction)`` is
-    called with steps ``cost_volume``, ``coupled_convex``, ``inverse_consistency``,
-    ``instance_optimisation``, ``inverse``.
+    ``config.compute_inverse`` else ``None``. ``mask_fixed`` (``[1, 1, D, H, W]``, values in
+    [0, 1]) weights the data term of the instance optimisation; ``seed`` makes its random voxel
+    subsets reproducible. ``progress(step, fraction)`` is called with steps ``cost_volume``,
+    ``coupled_convex``, ``inverse_consistency``, ``instance_optimisation``, ``inverse``.
     """
-    params = params or ConvexAdamParams()
+    config = config or ConvexAdamConfig()
     if feat_fixed.shape != feat_moving.shape or feat_fixed.dim() != 5 or feat_fixed.shape[0] != 1:
         raise ValueError(
             f"expected equal [1, C, D, H, W] features, got {tuple(feat_fixed.shape)} and "
@@ -372,13 +315,13 @@ def convex_adam(
     feat_fixed = feat_fixed.float()
     feat_moving = feat_moving.float()
     shape = tuple(feat_fixed.shape[-3:])
-    g = params.grid_spacing_vox
-    f = params.io_resolution_factor
+    g = config.grid_spacing_vox
+    f = config.io_resolution_factor
 
     with torch.no_grad():
-        coarse = _coarse_step(feat_fixed, feat_moving, params, progress)
+        coarse = _coarse_step(feat_fixed, feat_moving, config, progress)
 
-    if params.adam_iterations > 0:
+    if config.adam_iterations > 0:
         shape_io = tuple(n // f for n in shape)
         with torch.no_grad():
             fix_io = F.avg_pool3d(feat_fixed, f, stride=f) if f > 1 else feat_fixed
@@ -393,41 +336,43 @@ def convex_adam(
                 fix_io,
                 mov_io,
                 init_io,
-                params,
+                config,
                 mask_io,
                 progress,
-                grid_spacing=params.io_grid_spacing_vox,
-                lr=params.adam_lr,
-                iterations=params.adam_iterations,
-                max_points=params.io_max_points,
+                grid_spacing=config.io_grid_spacing_vox,
+                lr=config.adam_lr,
+                iterations=config.adam_iterations,
+                max_points=config.io_max_points,
+                seed=seed,
             )
         disp = resize_field(field_io, float(f), shape)
     else:
         disp = resize_field(coarse, float(g), shape)
 
-    if params.fine_iterations > 0:
+    if config.fine_iterations > 0:
         with torch.enable_grad():
             disp = _instance_optimisation(
                 feat_fixed,
                 feat_moving,
                 disp,
-                params,
+                config,
                 mask_fixed.float() if mask_fixed is not None else None,
                 progress,
-                grid_spacing=params.fine_grid_spacing_vox,
-                lr=params.fine_lr,
-                iterations=params.fine_iterations,
-                max_points=params.fine_max_points,
+                grid_spacing=config.fine_grid_spacing_vox,
+                lr=config.fine_lr,
+                iterations=config.fine_iterations,
+                max_points=config.fine_max_points,
+                seed=seed,
                 resample=False,
                 step_name="fine_optimisation",
             )
 
     bwd = None
-    if params.compute_backward:
+    if config.compute_inverse:
         with torch.no_grad():
-            r = params.inverse_resolution_factor
+            r = config.inverse_resolution_factor
             low = F.avg_pool3d(disp, r, stride=r) / r if r > 1 else disp
-            bwd = invert_fixed_point(low, params.inverse_iterations)
+            bwd = invert_fixed_point(low, config.inverse_iterations)
             bwd = resize_field(bwd, float(r), shape) if r > 1 else bwd
         _report(progress, "inverse", 1.0)
     return disp.detach(), bwd

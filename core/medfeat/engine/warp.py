@@ -7,7 +7,9 @@ Conventions used throughout the engine:
   ``(D, H, W)`` order;
 * the warp is backward: ``warped(x) = moving(x + u(x))``;
 * interpolation uses ``grid_sample(..., align_corners=True)``, i.e. voxel index ``0`` maps to
-  the normalised coordinate ``-1`` and index ``n - 1`` to ``+1``.
+  the normalised coordinate ``-1`` and index ``n - 1`` to ``+1``; the conversion is
+  :meth:`medfeat.geometry.Grid.array_index_to_cube`, and resampling between grids is
+  :func:`medfeat.geometry.sampling.resample_tensor`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from medfeat.geometry.grid import Grid
+from medfeat.geometry.sampling import resample_tensor
 
 __all__ = [
     "identity_grid",
@@ -24,8 +29,7 @@ __all__ = [
     "warp",
     "compose",
     "invert_fixed_point",
-    "jacobian_determinant",
-    "jacobian_determinant_mm",
+    "jacobian_determinant_vox",
     "resize_field",
     "trilinear_weights",
     "trilinear_points",
@@ -45,13 +49,7 @@ def identity_grid(
 def voxel_to_normalised(coords_vox: Tensor, shape: tuple[int, int, int]) -> Tensor:
     """Map voxel coordinates ``[B, 3, ...]`` (k, j, i) of a grid of ``shape`` to a
     ``grid_sample`` grid ``[B, ..., 3]`` in (x, y, z) = (i, j, k) order, ``align_corners=True``."""
-    scale = torch.tensor(
-        [2.0 / max(n - 1, 1) for n in shape], device=coords_vox.device, dtype=coords_vox.dtype
-    )
-    view = (1, 3) + (1,) * (coords_vox.dim() - 2)
-    norm = coords_vox * scale.view(view) - 1.0
-    norm = torch.movedim(norm, 1, -1)
-    return norm.flip(-1)
+    return Grid.from_shape(shape).array_index_to_cube(torch.movedim(coords_vox, 1, -1))
 
 
 def sample(
@@ -112,11 +110,13 @@ def invert_fixed_point(disp_vox: Tensor, iterations: int = 20) -> Tensor:
     return inv
 
 
-def jacobian_determinant(disp_vox: Tensor) -> Tensor:
-    """Determinant of the Jacobian of ``x -> x + u(x)``, ``[B, D, H, W]`` (central differences).
+def jacobian_determinant_vox(disp_vox: Tensor) -> Tensor:
+    """Determinant of the Jacobian of ``x -> x + u(x)`` for a displacement in voxel units,
+    ``[B, D, H, W]`` (central differences).
 
-    For voxel-unit displacements the determinant does not depend on the voxel spacing; use
-    :func:`jacobian_determinant_mm` for millimetre displacements.
+    For voxel-unit displacements the determinant does not depend on the voxel spacing; for a
+    :class:`~medfeat.geometry.DisplacementField` in world mm use
+    :func:`medfeat.metrics.jacobian.jacobian_determinant_mm`.
     """
     grads = torch.gradient(disp_vox, dim=(2, 3, 4))  # d/dk, d/dj, d/di, each [B, 3, D, H, W]
     jac = torch.stack(grads, dim=2)  # [B, comp, axis, D, H, W]
@@ -125,24 +125,17 @@ def jacobian_determinant(disp_vox: Tensor) -> Tensor:
     return torch.linalg.det(jac)
 
 
-def jacobian_determinant_mm(disp_mm: Tensor, spacing: tuple[float, float, float]) -> Tensor:
-    """Jacobian determinant of ``x -> x + u(x)`` for a displacement in mm with ``(D, H, W)`` spacing."""
-    sp = torch.tensor(spacing, device=disp_mm.device, dtype=disp_mm.dtype).view(1, 3, 1, 1, 1)
-    return jacobian_determinant(disp_mm / sp)
-
-
 def resize_field(disp_vox: Tensor, factor: float, shape: tuple[int, int, int]) -> Tensor:
     """Resample a voxel displacement from a grid with voxel size ``factor`` (in target voxels)
     to a grid of ``shape``, rescaling the vectors by ``factor``.
 
     Coarse voxel ``c`` is centred at target coordinate ``(c + 0.5) * factor - 0.5`` (the
-    convention of ``avg_pool3d`` with stride ``factor``); values beyond the outer centres are
-    extended from the border.
+    convention of ``avg_pool3d`` with stride ``factor``, i.e. voxel corners aligned); values
+    beyond the outer centres are extended from the border.
     """
-    target = identity_grid(shape, disp_vox.device, disp_vox.dtype)
-    coarse = (target + 0.5) / factor - 0.5
-    coarse = coarse.expand(disp_vox.shape[0], -1, -1, -1, -1)
-    return sample(disp_vox, coarse, mode="bilinear", padding_mode="border") * factor
+    target = Grid.from_shape(shape)
+    coarse = target.with_shape_and_spacing(tuple(disp_vox.shape[-3:]), (float(factor),) * 3)
+    return resample_tensor(disp_vox, coarse, target, padding="border") * factor
 
 
 _CORNERS = ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1))

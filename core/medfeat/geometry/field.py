@@ -1,4 +1,4 @@
-"""Dense displacement fields with their grid, units and direction stated."""
+"""Dense displacement fields with their grid, units and mapping (fixed to moving or back) stated."""
 
 from __future__ import annotations
 
@@ -10,20 +10,25 @@ import numpy as np
 from medfeat.errors import GeometryError
 from medfeat.geometry.grid import Grid
 
+#: The ways a field can map: ``x -> x + u(x)`` from the fixed to the moving image, or back.
+MAPPINGS = ("fixed_to_moving", "moving_to_fixed")
+
 
 @dataclass
 class DisplacementField:
     """A displacement ``u`` sampled on ``grid`` in world LPS mm, shape ``[ndim, *grid.shape]``.
 
-    Components are world axes (x, y, z) in LPS, as ITK stores them. The direction convention is
-    ``fixed_to_moving``: a point ``x`` of the grid (the fixed image) corresponds to ``x + u(x)`` in the
-    moving image, which is what backward warping ``moving(x + u(x))`` uses and what ITK calls a
-    displacement field transform from fixed to moving.
+    Components are world axes (x, y, z) in LPS, as ITK stores them. ``mapping`` says which way the
+    field maps: ``fixed_to_moving`` (the default) means a point ``x`` of the grid (the fixed image)
+    corresponds to ``x + u(x)`` in the moving image, which is what backward warping
+    ``moving(x + u(x))`` uses and what ITK calls a displacement field transform from fixed to
+    moving; ``moving_to_fixed`` is the inverse field, on the moving grid. (Not to be confused with
+    ``grid.direction``, the grid's direction cosine matrix.)
     """
 
     data: Any
     grid: Grid
-    direction: str = "fixed_to_moving"
+    mapping: str = "fixed_to_moving"
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -32,8 +37,11 @@ class DisplacementField:
                 f"Displacement field of shape {tuple(self.data.shape)} does not match its grid "
                 f"(expected {(self.grid.ndim, *self.grid.shape)})."
             )
-        if self.direction not in ("fixed_to_moving", "moving_to_fixed"):
-            raise GeometryError(f"Unknown field direction {self.direction!r}.")
+        if self.mapping not in MAPPINGS:
+            raise GeometryError(
+                f"Unknown field mapping {self.mapping!r}.",
+                remedy=f"Use one of {', '.join(MAPPINGS)}.",
+            )
 
     def numpy(self) -> np.ndarray:
         data = self.data
@@ -43,7 +51,7 @@ class DisplacementField:
 
     @classmethod
     def from_array_voxels(
-        cls, disp_vox: Any, grid: Grid, direction: str = "fixed_to_moving"
+        cls, disp_vox: Any, grid: Grid, mapping: str = "fixed_to_moving"
     ) -> DisplacementField:
         """Build from a displacement in numpy-order voxel units ``[ndim, *shape]`` (engine convention)."""
         arr = (
@@ -51,7 +59,7 @@ class DisplacementField:
         )
         vec = np.moveaxis(arr.astype(np.float64), 0, -1)
         world = grid.vector_array_to_world(vec)
-        return cls(np.moveaxis(world, -1, 0), grid, direction)
+        return cls(np.moveaxis(world, -1, 0), grid, mapping)
 
     def to_array_voxels(self) -> np.ndarray:
         """Displacement in numpy-order voxel units of its own grid, ``[ndim, *shape]``."""

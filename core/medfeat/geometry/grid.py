@@ -10,6 +10,15 @@ Conventions (the same as SimpleITK, elastix, ANTs):
 
 ``index`` below always means an ITK continuous index ``(i, j, k)``; ``array_index`` means numpy order
 ``(k, j, i)``. Both are converted explicitly, never guessed.
+
+A grid has four named coordinate spaces (:data:`SPACES`), converted only here:
+
+* ``world``: LPS millimetres;
+* ``index``: ITK continuous index ``(i, j, k)``;
+* ``array``: numpy-order continuous index ``(k, j, i)``;
+* ``cube``: the normalised coordinates of ``torch.nn.functional.grid_sample`` with
+  ``align_corners=True``: axes in ``grid_sample``'s ``(x, y, z)`` order, which is the ITK order
+  ``(i, j, k)``, and voxel centre ``0`` at ``-1``, centre ``n - 1`` at ``+1``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medfeat.errors import GeometryError
+
+#: The coordinate spaces of a grid (see the module docstring).
+SPACES = ("world", "index", "array", "cube")
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,84 @@ class Grid:
         lin_inv = np.linalg.inv(self.index_to_world_matrix()[:-1, :-1])
         return (np.asarray(vectors, dtype=np.float64) @ lin_inv.T)[..., ::-1]
 
+    # ------------------------------------------------------------------ grid_sample coordinates
+    def cube_scale(self) -> tuple[float, ...]:
+        """Index-to-cube scale ``2 / (n - 1)`` per ITK axis (i, j, k); ``2`` for a single voxel."""
+        return tuple(2.0 / max(n - 1, 1) for n in self.size_ijk)
+
+    def index_to_cube(self, index):
+        """ITK continuous indices ``[..., ndim]`` (i, j, k) -> ``grid_sample`` coordinates (x, y, z).
+
+        Takes numpy arrays (computed in float64) and torch tensors (kept in their dtype and device).
+        """
+        scale = self.cube_scale()
+        if _is_tensor(index):
+            return index * index.new_tensor(scale) - 1.0
+        return np.asarray(index, dtype=np.float64) * np.asarray(scale) - 1.0
+
+    def cube_to_index(self, cube):
+        """``grid_sample`` coordinates ``[..., ndim]`` (x, y, z) -> ITK continuous indices (i, j, k)."""
+        scale = self.cube_scale()
+        if _is_tensor(cube):
+            return (cube + 1.0) / cube.new_tensor(scale)
+        return (np.asarray(cube, dtype=np.float64) + 1.0) / np.asarray(scale)
+
+    def array_index_to_cube(self, array_index):
+        """Numpy-order indices ``[..., ndim]`` (k, j, i) -> ``grid_sample`` coordinates (x, y, z).
+
+        This is the grid argument ``grid_sample`` takes for an array stored in numpy order.
+        """
+        if _is_tensor(array_index):
+            return self.index_to_cube(array_index.flip(-1))
+        return self.index_to_cube(np.asarray(array_index)[..., ::-1])
+
+    def cube_to_array_index(self, cube):
+        """``grid_sample`` coordinates ``[..., ndim]`` (x, y, z) -> numpy-order indices (k, j, i)."""
+        index = self.cube_to_index(cube)
+        return index.flip(-1) if _is_tensor(index) else index[..., ::-1]
+
+    # ------------------------------------------------------------------ any space to any space
+    def to_world_matrix(self, space: str) -> np.ndarray:
+        """Homogeneous matrix mapping coordinates of ``space`` (one of :data:`SPACES`) to world mm."""
+        n = self.ndim
+        if space == "world":
+            return np.eye(n + 1)
+        if space == "index":
+            return self.index_to_world_matrix()
+        if space == "array":
+            return self.array_index_to_world_matrix()
+        if space == "cube":
+            cube_to_index = np.eye(n + 1)
+            inv_scale = 1.0 / np.asarray(self.cube_scale())
+            cube_to_index[:n, :n] = np.diag(inv_scale)
+            cube_to_index[:n, n] = inv_scale
+            return self.index_to_world_matrix() @ cube_to_index
+        raise GeometryError(
+            f"Unknown coordinate space {space!r}.", remedy=f"Use one of {', '.join(SPACES)}."
+        )
+
+    def transform_matrix(self, source: str, target: str, to: Grid | None = None) -> np.ndarray:
+        """Homogeneous matrix from ``source`` coordinates of this grid to ``target`` coordinates of
+        grid ``to`` (this grid if not given); both spaces are names from :data:`SPACES`.
+
+        ``target_grid.transform_matrix("array", "array", to=source_grid)`` gives, for every voxel of
+        ``target_grid``, its position in ``source_grid``: what resampling onto a grid needs.
+        """
+        to = self if to is None else to
+        if target == "world":
+            return self.to_world_matrix(source)
+        return np.linalg.inv(to.to_world_matrix(target)) @ self.to_world_matrix(source)
+
+    def transform(
+        self, points: np.ndarray, source: str, target: str, to: Grid | None = None
+    ) -> np.ndarray:
+        """Points ``[N, ndim]`` in ``source`` space of this grid -> ``target`` space of ``to`` (or this
+        grid), e.g. ``grid.transform(p, source="world", target="cube")``."""
+        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        self._check_points(points)
+        m = self.transform_matrix(source, target, to)
+        return points @ m[:-1, :-1].T + m[:-1, -1]
+
     def world_extent(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned bounding box (min, max) of the voxel centres in world mm."""
         corners = np.array(np.meshgrid(*[[0, s - 1] for s in self.size_ijk], indexing="ij"))
@@ -194,3 +284,8 @@ class Grid:
             raise GeometryError(
                 f"Expected points with {self.ndim} coordinates for a {self.ndim}D grid, got shape {points.shape}."
             )
+
+
+def _is_tensor(values) -> bool:
+    """True for torch tensors, told apart without importing torch."""
+    return hasattr(values, "new_tensor") and hasattr(values, "flip")

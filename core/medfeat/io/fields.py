@@ -108,7 +108,7 @@ def write_displacement_field(
         {
             "convention": convention,
             **CONVENTIONS[convention],
-            "direction": field.direction,
+            "direction": field.mapping,  # the sidecar key stays "direction" on disk
             "space": "fixed image grid below (world LPS mm)"
             if convention == "itk"
             else "fixed image voxels",

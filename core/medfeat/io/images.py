@@ -55,6 +55,8 @@ def _missing(path: Path) -> InputFileError:
 def read_image(path: str | os.PathLike, series_uid: str | None = None) -> Image:
     """Read an image file or DICOM series folder into an :class:`Image` (world LPS mm geometry).
 
+    The file is read once by medfeat (checksum, and for NIfTI completeness and NaN/Inf voxels, in one
+    streamed pass) and once decoded by SimpleITK; the checksum is kept for the run's provenance.
     ``meta`` holds ``path``, ``sha256`` (streamed; for DICOM the hash of the sorted slice hashes),
     ``pixel_type`` and ``format``; DICOM adds ``series_uid``, ``series_description``, ``num_files``.
     Vector pixels (e.g. RGB) become channels: ``data`` has shape ``(C, *grid.shape)``.
@@ -66,32 +68,15 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> Image:
         sitk_img, meta = _read_dicom_series(path, series_uid)
     else:
         sitk_img, meta = _read_file(path)
-        if _suffix(path) in (".nii", ".nii.gz"):
-            _check_nifti_finite(path)
     return _to_image(sitk_img, path, meta)
 
 
-def _check_nifti_finite(path: Path) -> None:
-    """ITK's NIfTI reader turns NaN voxels into 0 silently; look at the stored values with nibabel."""
-    import nibabel as nib
-
-    img = nib.load(str(path))
-    if not np.issubdtype(img.get_data_dtype(), np.floating):
-        return
-    data = np.asanyarray(img.dataobj)
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise DataError(
-            f"{path} contains {int(bad.sum())} NaN/Inf voxels ({100.0 * bad.mean():.3g} % of the image).",
-            remedy="Fix the file, or replace those voxels (e.g. with the background value) before running.",
-        )
-
-
 def _read_file(path: Path) -> tuple[Any, dict]:
+    """One checked pass over the file (checksum, completeness, NaN/Inf), then ITK decodes it."""
     import SimpleITK as sitk
 
     try:
-        sha = hash_and_check(path)
+        scan = hash_and_check(path)
     except OSError as exc:
         raise InputFileError(
             f"Cannot read {path}: {exc.strerror}.", remedy="Check the file permissions."
@@ -103,7 +88,13 @@ def _read_file(path: Path) -> tuple[Any, dict]:
             f"Could not read {path} as an image ({_sitk_reason(exc)}).",
             remedy=f"Check the file is complete and is {_FORMATS}; try opening it in ITK-SNAP or 3D Slicer.",
         ) from exc
-    return sitk_img, {"sha256": sha, "format": _suffix(path).lstrip(".") or "unknown"}
+    if scan.nonfinite_voxels:  # ITK's NIfTI reader turns them into 0 silently
+        raise DataError(
+            f"{path} contains {scan.nonfinite_voxels} NaN/Inf voxels "
+            f"({100.0 * scan.nonfinite_voxels / scan.voxels:.3g} % of the image).",
+            remedy="Fix the file, or replace those voxels (e.g. with the background value) before running.",
+        )
+    return sitk_img, {"sha256": scan.sha256, "format": _suffix(path).lstrip(".") or "unknown"}
 
 
 def list_dicom_series(folder: Path) -> list[dict]:

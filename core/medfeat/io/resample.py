@@ -80,9 +80,9 @@ def warp_image(
 
     from medfeat.io.sitk_bridge import field_to_sitk
 
-    if field.direction != "fixed_to_moving":
+    if field.mapping != "fixed_to_moving":
         raise GeometryError(
-            f"Warping needs a fixed_to_moving field (x -> x + u(x)), got a {field.direction} field.",
+            f"Warping needs a fixed_to_moving field (x -> x + u(x)), got a {field.mapping} field.",
             remedy="Invert the field first, or use the field of the opposite registration direction.",
         )
     if moving.grid.ndim != field.grid.ndim:

@@ -10,8 +10,8 @@ from medfeat.errors import GeometryError
 from medfeat.geometry import DisplacementField, Image
 
 
-def jacobian_determinant(field: DisplacementField) -> np.ndarray:
-    """det(I + du/dx) at every voxel, shape ``grid.shape``.
+def jacobian_determinant_mm(field: DisplacementField) -> np.ndarray:
+    """det(I + du/dx) of a world-mm displacement field at every voxel, shape ``grid.shape``.
 
     Derivatives are taken along the array axes (central differences inside, one-sided at the border,
     ``np.gradient``) and mapped to world axes through the grid's spacing and direction, so the result is
@@ -30,7 +30,7 @@ def _det_and_mask(
     field_or_det: DisplacementField | np.ndarray, mask: Image | np.ndarray | None
 ) -> np.ndarray:
     det = (
-        jacobian_determinant(field_or_det)
+        jacobian_determinant_mm(field_or_det)
         if isinstance(field_or_det, DisplacementField)
         else np.asarray(field_or_det)
     )

@@ -1,23 +1,87 @@
-"""Correspondence pipeline: query points in A (fixed) -> matched points in B (moving)."""
+"""Correspondence pipeline: query points in A (fixed) -> matched points in B (moving).
+
+Each case goes through :func:`match` (checks, features, matching), :func:`write_matches` and
+:func:`case_metrics` (number of queries, mean score, TRE when the true points are known).
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from medfeat.components import RegistrationCase
 from medfeat.errors import LandmarkError
-from medfeat.pipelines.registration import case_features, check_case, point_metrics
+from medfeat.pipelines.cases import case_features, case_record, check_case, point_metrics
 from medfeat.pipelines.runner import Run
 from medfeat.resources import PeakMemory, check_fits
 
 
-def run(run: Run) -> dict[str, Any]:
-    from medfeat.io.atomic import atomic_write_json, atomic_write_text
-    from medfeat.provenance import describe_image, describe_input
+@dataclass
+class Matched:
+    """A matched case: points in B (world LPS mm), their scores, and what matching cost."""
 
+    points: np.ndarray
+    scores: np.ndarray
+    seconds: float
+    peak_rss_mb: float
+
+
+def match(
+    run: Run, backbone: Any, transforms: list[Any], matcher: Any, case: RegistrationCase
+) -> Matched:
+    """Check the case, compute features and match the query points (timed, memory peak)."""
     ctx = run.context
+    start = time.perf_counter()
+    check_case(case)
+    if case.fixed_points is None:
+        raise LandmarkError(
+            f"Case {case.id!r} has no query points.",
+            remedy="Give `data.fixed_landmarks` (the points of A to match into B).",
+        )
+    with PeakMemory() as memory:
+        feats = case_features(run, backbone, transforms, case)
+        n = len(case.fixed_points)
+        check_fits(matcher, f"Matching of {case.id}", ctx.device, feats[0], feats[1], n)
+        with ctx.timed("matching"):
+            matches = matcher.match(feats[0], feats[1], case.fixed_points)
+    return Matched(
+        np.asarray(matches.points.points),
+        np.asarray(matches.scores, dtype=float).reshape(-1),
+        time.perf_counter() - start,
+        memory.peak_mb,
+    )
+
+
+def write_matches(run: Run, case_id: str, matched: Matched) -> None:
+    """``matches_in_moving_world_lps_mm.csv``: one row per query point, with its score."""
+    from medfeat.io.atomic import atomic_write_text
+
+    rows = zip(matched.points, matched.scores, strict=True)
+    lines = ["x_mm_lps,y_mm_lps,z_mm_lps,score"]
+    lines += [f"{p[0]:.4f},{p[1]:.4f},{p[2]:.4f},{s:.6f}" for p, s in rows]
+    atomic_write_text(
+        run.case_dir(case_id) / "matches_in_moving_world_lps_mm.csv", "\n".join(lines) + "\n"
+    )
+
+
+def case_metrics(case: RegistrationCase, matched: Matched) -> dict[str, Any]:
+    """Time, memory, number of queries, mean score and (when B's points are known) TRE in mm."""
+    scores = matched.scores
+    return {
+        "seconds": round(matched.seconds, 3),
+        "peak_rss_mb": round(matched.peak_rss_mb, 1),
+        "num_queries": len(matched.points),
+        "mean_score": float(scores.mean()) if len(scores) else None,
+        **point_metrics(case, matched.points),
+    }
+
+
+def run(run: Run) -> dict[str, Any]:
+    from medfeat.io.atomic import atomic_write_json
+
     dataset = run.build("data")
     backbone = run.build("backbone")
     transforms = run.build_all("feature_transforms")
@@ -28,54 +92,19 @@ def run(run: Run) -> dict[str, Any]:
         "matcher",
         "for correspondence (it may be a deformable optimiser: use a registration pipeline)",
     )
-
     summary: dict[str, Any] = {"cases": {}}
     for case in dataset.registration_cases():
-        start = time.perf_counter()
-        check_case(case)
-        if case.fixed_points is None:
-            raise LandmarkError(
-                f"Case {case.id!r} has no query points.",
-                remedy="Give `data.fixed_landmarks` (the points of A to match into B).",
-            )
         run.protect(case.inputs)
-        with PeakMemory() as memory:
-            feats = case_features(run, backbone, transforms, case)
-            check_fits(
-                matcher,
-                f"Matching of {case.id}",
-                ctx.device,
-                feats[0],
-                feats[1],
-                len(case.fixed_points),
-            )
-            with ctx.timed("matching"):
-                matches = matcher.match(feats[0], feats[1], case.fixed_points)
-        seconds = time.perf_counter() - start
-        out = run.case_dir(case.id)
-        pts = np.asarray(matches.points.points)
-        scores = np.asarray(matches.scores, dtype=float).reshape(-1)
-        lines = ["x_mm_lps,y_mm_lps,z_mm_lps,score"] + [
-            f"{p[0]:.4f},{p[1]:.4f},{p[2]:.4f},{s:.6f}" for p, s in zip(pts, scores, strict=True)
-        ]
-        atomic_write_text(out / "matches_in_moving_world_lps_mm.csv", "\n".join(lines) + "\n")
-        metrics: dict[str, Any] = {
-            "seconds": round(seconds, 3),
-            "peak_rss_mb": round(memory.peak_mb, 1),
-            "num_queries": len(pts),
-            "mean_score": float(scores.mean()) if len(scores) else None,
-        }
-        metrics.update(point_metrics(case, pts))
-        atomic_write_json(out / "metrics.json", metrics)
+        matched = match(run, backbone, transforms, matcher, case)
+        write_matches(run, case.id, matched)
+        metrics = case_metrics(case, matched)
+        atomic_write_json(run.case_dir(case.id) / "metrics.json", metrics)
         summary["cases"][case.id] = metrics
-        run.case_records[case.id] = {
-            "inputs": [describe_input(p) for p in case.inputs],
-            "fixed": describe_image(case.fixed),
-            "moving": describe_image(case.moving),
-            "points_space": "world LPS mm",
-        }
+        run.case_records[case.id] = {**case_record(case), "points_space": "world LPS mm"}
         if "tre_mm_after" in metrics:
-            ctx.progress.log(
-                f"[bold]{case.id}[/bold]: matched {len(pts)} points, error {metrics['tre_mm_before']['mean']:.2f} -> {metrics['tre_mm_after']['mean']:.2f} mm"
+            before, after = metrics["tre_mm_before"]["mean"], metrics["tre_mm_after"]["mean"]
+            run.context.progress.log(
+                f"[bold]{case.id}[/bold]: matched {len(matched.points)} points, "
+                f"error {before:.2f} -> {after:.2f} mm"
             )
     return summary

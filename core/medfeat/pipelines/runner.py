@@ -10,12 +10,13 @@ from typing import Any
 from medfeat.config.resolve import ResolvedComponent, ResolvedPipeline
 from medfeat.context import RunContext
 from medfeat.errors import ConfigError, InputFileError
+from medfeat.pipelines.cases import FeatureCache
 from medfeat.registry import Registry
 
 
 @dataclass
 class Run:
-    """One execution of a resolved pipeline."""
+    """One execution of a resolved pipeline: its components, output folder, inputs and features."""
 
     resolved: ResolvedPipeline
     registry: Registry
@@ -23,6 +24,7 @@ class Run:
     out_dir: Path
     protected: set[Path] = field(default_factory=set)
     case_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    features: FeatureCache = field(default_factory=FeatureCache)
 
     def build(self, key: str, index: int | None = None) -> Any:
         """Build the component of pipeline field ``key`` (``index`` for list fields)."""
@@ -93,6 +95,7 @@ def run_pipeline(
     """Run a resolved pipeline; returns the summary written to ``metrics.json``."""
     from medfeat.context import process_rank
     from medfeat.io.atomic import atomic_write_json
+    from medfeat.io.checksum import remembering_checksums
     from medfeat.pipelines import correspondence, pretraining, registration, segmentation
     from medfeat.provenance import base_record
 
@@ -117,7 +120,8 @@ def run_pipeline(
     record["overrides"] = resolved.overrides
     record["world_size"] = world
     start = time.perf_counter()
-    summary = runners[pipeline.kind](run)
+    with remembering_checksums():  # each input is hashed once, when it is read
+        summary = runners[pipeline.kind](run)
     context.timings["total"] = time.perf_counter() - start
     record["cases"] = run.case_records
     record["timings_s"] = {k: round(v, 4) for k, v in context.timings.items()}

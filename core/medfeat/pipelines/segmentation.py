@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from medfeat.errors import ConfigError
+from medfeat.pipelines.cases import dice_metrics
 from medfeat.pipelines.runner import Run
 
 
@@ -25,7 +26,6 @@ def _samples(run: Run, dataset: Any, split: str) -> list[Any]:
 def run(run: Run) -> dict[str, Any]:
     from medfeat.io.atomic import atomic_write_json
     from medfeat.io.images import write_image
-    from medfeat.metrics.overlap import dice_per_label, mean_dice
 
     pipeline = run.resolved.pipeline
     dataset = run.build("data")
@@ -58,9 +58,7 @@ def run(run: Run) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         if sample.labels is not None:
             # only the labels the head segments (a partial label set is not an error of the head)
-            scores = dice_per_label(sample.labels, pred, getattr(head, "label_ids", None))
-            metrics["dice"] = {str(k): v for k, v in scores.items()}
-            metrics["mean_dice"] = mean_dice(scores)
+            metrics = dice_metrics(sample.labels, pred, getattr(head, "label_ids", None))
         atomic_write_json(run.case_dir(sample.id) / "metrics.json", metrics)
         summary["cases"][sample.id] = metrics
     means = [m["mean_dice"] for m in summary["cases"].values() if "mean_dice" in m]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from medfeat_bpr_diffusion import pretrain
-from medfeat_bpr_diffusion.checkpoints import DDPM_FORMAT, read_checkpoint
+from medfeat_bpr_diffusion.checkpoints import read_ddpm_checkpoint
 from medfeat_bpr_diffusion.config import PretrainConfig
 
 from medfeat.errors import CheckpointError
@@ -43,7 +43,7 @@ def volumes(make_ct):
 
 
 def _state(path):
-    return read_checkpoint(path, DDPM_FORMAT)
+    return read_ddpm_checkpoint(path)
 
 
 def _assert_same(a, b):
@@ -179,7 +179,7 @@ def test_mismatched_weights_are_refused_strictly(volumes, tiny_unet, context, tm
     state["ema"].pop(next(iter(state["ema"])))
     state["ema"]["extra.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match="1 missing keys.*1 unexpected keys"):
+    with pytest.raises(CheckpointError, match="1 missing.*1 unexpected"):
         BPRDiffusionBackbone(BackboneConfig(checkpoint=tmp_path / "bad.pt"), context)
     backbone = BPRDiffusionBackbone(BackboneConfig(checkpoint=path, feature_levels=[0, 1]), context)
     assert backbone.model.coord_channels == 3

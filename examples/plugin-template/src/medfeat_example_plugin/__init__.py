@@ -1,16 +1,15 @@
 """A minimal medfeat plugin.
 
-The module stays light: it imports only medfeat's hook marker and pydantic. Numerical code is
-imported inside the factory, when the component is built.
+The module stays light: it imports only medfeat.api (hook marker, config base) and pydantic.
+Numerical code is imported inside the factory, when the component is built.
 """
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from medfeat.api import hookimpl
+from medfeat.api import ConfigModel, hookimpl
 
 
-class CentreOfMassConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CentreOfMassConfig(ConfigModel):
     threshold: float = Field(
         0.0, description="Only voxels above this feature value count towards the centre."
     )

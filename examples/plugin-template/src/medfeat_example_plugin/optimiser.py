@@ -25,7 +25,7 @@ class CentreOfMassTranslation:
             shift.reshape(-1, *([1] * fixed.grid.ndim)), (fixed.grid.ndim, *fixed.grid.shape)
         )
         forward = DisplacementField(np.array(data), fixed.grid)
-        inverse = DisplacementField(np.array(-data), fixed.grid, direction="moving_to_fixed")
+        inverse = DisplacementField(np.array(-data), fixed.grid, mapping="moving_to_fixed")
         return RegistrationResult(
             forward, inverse, {"translation_mm": float(np.linalg.norm(shift))}
         )

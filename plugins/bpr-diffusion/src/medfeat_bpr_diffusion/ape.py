@@ -68,22 +68,17 @@ def stride_grid(grid: Grid, stride: int, shape: tuple[int, ...]) -> Grid:
 
 def load_ape(path: Any) -> torch.nn.Module:
     """The published APE network with weights from a local file, loaded with ``strict=True``."""
+    from medfeat.api import load_state_dict_strict
     from medfeat_bpr_diffusion.ape_net import APENetwork
-    from medfeat_bpr_diffusion.checkpoints import (
-        load_state_strict,
-        load_torch_file,
-        state_dict_of,
-    )
+    from medfeat_bpr_diffusion.checkpoints import state_dict_with
 
-    path = Path(path)
-    obj = load_torch_file(
-        path, "a Lightning .ckpt of APE's training or a state dict of its network", APE_SOURCE
-    )
-    state = state_dict_of(obj, path, "fpn.stem.conv.weight", "an APE checkpoint", APE_SOURCE)
+    path = Path(path)  # a Lightning .ckpt of APE's training or a state dict of its network
+    state = state_dict_with(path, "fpn.stem.conv.weight", "APE", APE_SOURCE)
     # Lightning: the network lives under `nn.`, the learned scale beside it
     state = {k.removeprefix("nn."): v for k, v in state.items()}
     net = APENetwork()
-    load_state_strict(net, state, path, "APE (ConvNeXt-FPN U-Net, published configuration)")
+    what = "APE (ConvNeXt-FPN U-Net, published configuration)"
+    load_state_dict_strict(net, state, what=what, path=path)
     return net.eval()
 
 

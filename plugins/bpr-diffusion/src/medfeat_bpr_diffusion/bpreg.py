@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medfeat.api import FeatureLevel, FeatureMap, Grid, Image
-from medfeat_bpr_diffusion.checkpoints import load_state_strict, load_torch_file, state_dict_of
+from medfeat.api import FeatureLevel, FeatureMap, Grid, Image, load_state_dict_strict
+from medfeat_bpr_diffusion.checkpoints import state_dict_with
 from medfeat_bpr_diffusion.config import BPRCoordinatesConfig
 
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -58,10 +58,9 @@ def load_bpr(path: Path) -> BodyPartRegressionNet:
     """The public ``model.pt`` (a state dict, or a Lightning checkpoint holding one), strictly."""
     path = Path(path)
     file = path / "model.pt" if path.is_dir() else path
-    obj = load_torch_file(file, "the Body Part Regression model.pt", BPR_SOURCE)
-    state = state_dict_of(obj, file, "fc7.", "a Body Part Regression checkpoint", BPR_SOURCE)
+    state = state_dict_with(file, "fc7.", "Body Part Regression", BPR_SOURCE)
     net = BodyPartRegressionNet()
-    load_state_strict(net, state, file, "Body Part Regression (VGG16)")
+    load_state_dict_strict(net, state, what="Body Part Regression (VGG16)", path=file)
     return net.eval()
 
 

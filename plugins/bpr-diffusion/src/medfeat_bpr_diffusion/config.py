@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from medfeat.api import ComponentRef, nested_component
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from medfeat.api import ComponentRef, ConfigModel, nested_component
 
 
 # ----------------------------------------------------------------------------- preprocessing
-class PreprocessConfig(Strict):
+class PreprocessConfig(ConfigModel):
     """vox2vec preprocessing: canonical orientation, resampling, body crop, HU window -> [0, 1]."""
 
     spacing_mm: tuple[float, float, float] = Field(
@@ -40,14 +36,14 @@ CoordinatesSection = nested_component("coordinate_provider")
 ComponentSection = ComponentRef
 
 
-class BBoxCoordinatesConfig(Strict):
+class BBoxCoordinatesConfig(ConfigModel):
     body_threshold_hu: float = Field(
         -500.0, description="Voxels above this HU are body; their bounding box spans [0, 1]."
     )
     stride_vox: int = Field(1, ge=1, description="Output stride (coordinates are smooth).")
 
 
-class BPRCoordinatesConfig(Strict):
+class BPRCoordinatesConfig(ConfigModel):
     checkpoint: Path = Field(
         description="Local MIC-DKFZ Body Part Regression weights: the `model.pt` of the public model "
         "folder, or the folder itself."
@@ -58,7 +54,7 @@ class BPRCoordinatesConfig(Strict):
     )
 
 
-class APEInputConfig(Strict):
+class APEInputConfig(ConfigModel):
     """APE's input: vox2vec's dicom-canonical arrays (axes towards posterior, left, inferior),
     HU window -> [0, 1]."""
 
@@ -99,7 +95,7 @@ class APEExportedConfig(APEInputConfig):
 
 
 # ----------------------------------------------------------------------------- network
-class UNetConfig(Strict):
+class UNetConfig(ConfigModel):
     """3D DDPM U-Net: ResNet blocks, linear attention at high-resolution levels, full attention where
     a level's channels reach its number of tokens (and always in the bottleneck)."""
 
@@ -116,7 +112,7 @@ class UNetConfig(Strict):
     )
 
 
-class DiffusionConfig(Strict):
+class DiffusionConfig(ConfigModel):
     num_train_timesteps: int = Field(1000, ge=10)
     schedule: Literal["linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"] = "linear_beta"
     beta_start: float = 1e-4
@@ -124,7 +120,7 @@ class DiffusionConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- pretrainer
-class PretrainConfig(Strict):
+class PretrainConfig(ConfigModel):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     coordinates: CoordinatesSection = Field(
         default_factory=lambda: ComponentRef(name="bbox-normalised"),
@@ -161,7 +157,7 @@ class PretrainConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- backbone
-class BackboneConfig(Strict):
+class BackboneConfig(ConfigModel):
     checkpoint: Path | None = Field(
         None, description="A checkpoint written by the `bpr-ddpm` pretrainer (`last.pt`)."
     )
@@ -195,7 +191,7 @@ class BackboneConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- heads
-class ProbeConfig(Strict):
+class ProbeConfig(ConfigModel):
     label_ids: list[int] | None = Field(
         None, description="Label values to segment (default: every non-zero label in training)."
     )
@@ -218,7 +214,7 @@ class ProbeConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- datasets
-class CTVolumesConfig(Strict):
+class CTVolumesConfig(ConfigModel):
     paths: list[str] = Field(min_length=1, description="Files or glob patterns of CT volumes.")
     unit_range_hu: tuple[float, float] | None = Field(
         None,
@@ -228,7 +224,7 @@ class CTVolumesConfig(Strict):
     )
 
 
-class ZSplitConfig(Strict):
+class ZSplitConfig(ConfigModel):
     image: Path = Field(description="CT volume (HU).")
     labels: Path = Field(description="Label map on the image's grid.")
     train_slices: tuple[int, int] = Field(description="[start, stop) along numpy axis 0.")

@@ -16,13 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medfeat.api import ConfigError, DataError, FeatureMap, Grid, Image, SegmentationSample
-from medfeat_bpr_diffusion.checkpoints import (
-    HEAD_FORMAT,
-    load_state_strict,
+from medfeat.api import (
+    ConfigError,
+    DataError,
+    FeatureMap,
+    Grid,
+    Image,
+    SegmentationSample,
+    load_state_dict_strict,
     read_checkpoint,
-    save_atomic,
+    save_checkpoint,
 )
+from medfeat_bpr_diffusion.checkpoints import HEAD_FORMAT
 from medfeat_bpr_diffusion.config import ProbeConfig
 from medfeat_bpr_diffusion.tiling import sliding_average
 
@@ -222,7 +227,7 @@ class ProbeHead:
             opt.step()
             losses.append(float(loss.detach()))
         ckpt = Path(out_dir) / "head.pt"
-        save_atomic(
+        save_checkpoint(
             {"format": HEAD_FORMAT, "version": 1, "kind": self.kind, "label_ids": self.label_ids,
              "config": c.model_dump(mode="json"), "state": self.net.state_dict(), **self.meta},
             ckpt,
@@ -282,7 +287,9 @@ class ProbeHead:
         }
 
     def load(self, checkpoint: Path) -> None:
-        state = read_checkpoint(Path(checkpoint), HEAD_FORMAT, HEAD_SOURCE)
+        state = read_checkpoint(
+            checkpoint, what=f"{self.kind} probe", remedy=HEAD_SOURCE, format=HEAD_FORMAT
+        )
         if state.get("kind") != self.kind:
             from medfeat.api import CheckpointError
 
@@ -294,7 +301,7 @@ class ProbeHead:
         hidden = int(state["config"].get("hidden_channels", self.config.hidden_channels))
         self.config = self.config.model_copy(update={"hidden_channels": hidden})
         self.net = self._build(state["in_channels"], state["strides"])
-        load_state_strict(self.net, state["state"], Path(checkpoint), f"{self.kind} probe")
+        load_state_dict_strict(self.net, state["state"], what=f"{self.kind} probe", path=checkpoint)
 
     @torch.no_grad()
     def predict(self, image: Image, backbone: Any = None) -> Image:

@@ -6,7 +6,6 @@ of seed and step), bf16 autocast on CUDA, DDP under ``torchrun`` (one patch stre
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -16,13 +15,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medfeat.api import DataError, Image, Interrupted, stop_requests
-from medfeat_bpr_diffusion.checkpoints import (
-    DDPM_FORMAT,
-    load_state_strict,
-    read_checkpoint,
-    save_atomic,
+from medfeat.api import (
+    DataError,
+    Image,
+    Interrupted,
+    load_state_dict_strict,
+    save_checkpoint,
+    setup_distributed,
+    stop_requests,
 )
+from medfeat_bpr_diffusion.checkpoints import DDPM_FORMAT, read_ddpm_checkpoint
 from medfeat_bpr_diffusion.config import DiffusionConfig, PretrainConfig
 from medfeat_bpr_diffusion.coordinates import build_provider, coordinates_on_grid
 from medfeat_bpr_diffusion.preprocess import preprocess
@@ -116,22 +118,6 @@ def sample_batch(
     return torch.stack(xs), torch.stack(cs), t, noise
 
 
-def _distributed(device: str) -> tuple[int, int, str]:
-    """(rank, world size, device) under torchrun; (0, 1, device) otherwise. Untested on GPUs here."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    return dist.get_rank(), world, device
-
-
 class DDPMPretrainer:
     """Trains :class:`DiffusionUNet3d` to predict the noise of CT patches given their coordinates."""
 
@@ -142,7 +128,8 @@ class DDPMPretrainer:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         c = self.config
-        rank, world, device = _distributed(context.device)
+        place = setup_distributed(context.device)
+        rank, world, device = place.rank, place.world_size, place.device
         provider = build_provider(c.coordinates, context)
         probe = DiffusionUNet3d(c.unet, 1, c.patch_size_vox)  # only for multiple_of
         multiple_of = probe.multiple_of
@@ -164,9 +151,9 @@ class DDPMPretrainer:
         ckpt_path = Path(out_dir) / "checkpoints" / "last.pt"
         step = 0
         if c.resume and ckpt_path.exists():
-            state = read_checkpoint(ckpt_path, DDPM_FORMAT)
-            load_state_strict(model, state["model"], ckpt_path, "U-Net")
-            load_state_strict(ema.module, state["ema"], ckpt_path, "U-Net (EMA)")
+            state = read_ddpm_checkpoint(ckpt_path)
+            load_state_dict_strict(model, state["model"], what="U-Net", path=ckpt_path)
+            load_state_dict_strict(ema.module, state["ema"], what="U-Net (EMA)", path=ckpt_path)
             ema.n_averaged.fill_(int(state["ema_n_averaged"]))
             optimiser.load_state_dict(state["optimizer"])
             step = int(state["step"])
@@ -195,7 +182,7 @@ class DDPMPretrainer:
                 "ema_n_averaged": int(ema.n_averaged.item()),
                 "optimizer": optimiser.state_dict(),
             }
-            save_atomic(meta, ckpt_path)
+            save_checkpoint(meta, ckpt_path)
 
         start_time, start_step, losses = time.perf_counter(), step, []
         stopped = "max_steps"
@@ -262,10 +249,11 @@ class DDPMPretrainer:
 
 def build_from_checkpoint(path: Path, weights: str = "ema") -> tuple[DiffusionUNet3d, dict]:
     """The U-Net of a ``bpr-ddpm`` checkpoint (strictly loaded) and the checkpoint's config dict."""
-    state = read_checkpoint(path, DDPM_FORMAT)
+    state = read_ddpm_checkpoint(path)
     config = PretrainConfig.model_validate(state["config"])
     model = DiffusionUNet3d(config.unet, int(state["coord_channels"]), config.patch_size_vox)
-    load_state_strict(model, state["ema" if weights == "ema" else "model"], path, "U-Net")
+    key = "ema" if weights == "ema" else "model"
+    load_state_dict_strict(model, state[key], what="U-Net", path=path)
     return model, state
 
 

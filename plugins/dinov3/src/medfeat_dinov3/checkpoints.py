@@ -11,7 +11,12 @@ from pathlib import Path
 
 import torch
 
-from medfeat.api import CheckpointError
+from medfeat.api import (
+    CheckpointError,
+    check_state_dict,
+    load_state_dict_strict,
+    read_state_dict,
+)
 from medfeat_dinov3.architectures import (
     DINOV2_REG,
     DINOV3,
@@ -45,74 +50,11 @@ class SliceModel:
     description: str
 
 
-def _sniff_placeholder(path: Path) -> str | None:
-    """Describe a file that is not a weights file (LFS pointer, HTML login page, empty)."""
-    size = path.stat().st_size
-    if size == 0:
-        return "an empty file"
-    with path.open("rb") as fh:
-        head = fh.read(512)
-    text = head.lstrip().lower()
-    if text.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the weights (the download did not fetch the LFS object)"
-    if text.startswith((b"<!doctype", b"<html")) or b"access" in text[:200] and b"<" in text[:5]:
-        return "an HTML page (probably the gated-access page instead of the weights)"
-    if size < 4096:
-        return f"a {size}-byte file, far too small for ViT weights"
-    return None
-
-
-def _read_torch_file(path: Path, source: str) -> dict:
-    """Load a ``.pth``/``.bin``/``.safetensors`` state dict, turning failures into CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(f"Checkpoint {path} does not exist.", remedy=source)
-    placeholder = _sniff_placeholder(path)
-    if placeholder:
-        raise CheckpointError(f"Checkpoint {path} is {placeholder}.", remedy=source)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, wrong format, pickled objects
-        raise CheckpointError(
-            f"Checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:200]}); "
-            "it may be truncated or not a PyTorch state dict.",
-            remedy=source,
-        ) from exc
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, dict) and set(state) == {wrapper}:
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"Checkpoint {path} does not hold a flat state dict of tensors.", remedy=source
-        )
-    return state
-
-
-def _check_layout(
-    state: dict, expected: dict[str, tuple[int, ...]], path: Path, what: str, source: str
-) -> None:
-    """Exact key and shape comparison with a readable summary of the differences."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
-    if not (missing or unexpected or wrong):
-        return
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if items:
-            parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
-    raise CheckpointError(
-        f"Checkpoint {path} does not match {what}: {'; '.join(parts)}.",
-        remedy="Pick the `model` that matches the file (vit-s16, vit-b16, vit-l16, vit-h16plus). "
-        + source,
+def _read_state(path: Path, what: str, source: str) -> dict:
+    """The flat state dict of a ``.pth``/``.bin``/``.safetensors`` file (unwrapped from ``model``
+    or ``state_dict``); files far too small for ViT weights are refused before reading."""
+    return read_state_dict(
+        path, what=what, remedy=source, nested=("model", "state_dict"), min_bytes=4096
     )
 
 
@@ -179,7 +121,7 @@ def official_to_hf(state: dict, spec: VitSpec) -> dict:
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def _hf_directory_state(path: Path, source: str) -> tuple[dict, dict]:
+def _hf_directory_state(path: Path, what: str, source: str) -> tuple[dict, dict]:
     """``config.json`` and the weights of a Hugging Face model directory."""
     import json
 
@@ -195,7 +137,7 @@ def _hf_directory_state(path: Path, source: str) -> tuple[dict, dict]:
             f"{path} has no model.safetensors or pytorch_model.bin (sharded folders: merge them first).",
             remedy=source,
         )
-    return json.loads(config_file.read_text()), _read_torch_file(weights[0], source)
+    return json.loads(config_file.read_text()), _read_state(weights[0], what, source)
 
 
 def _check_hf_config(found: dict, expected, path: Path, source: str) -> None:
@@ -210,15 +152,6 @@ def _check_hf_config(found: dict, expected, path: Path, source: str) -> None:
             f"{path}/config.json does not describe the chosen model: {', '.join(diff)}.",
             remedy="Set `model` to the architecture of the folder. " + source,
         )
-
-
-def _strict_load(module: torch.nn.Module, state: dict, path: Path, source: str) -> None:
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"Weights in {path} do not fit the model: {str(exc)[:400]}", remedy=source
-        ) from exc
 
 
 def _materialise(module: torch.nn.Module, seed: int | None) -> torch.nn.Module:
@@ -281,9 +214,9 @@ def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:
         )
     path = Path(config.checkpoint).expanduser()
     if path.is_dir():
-        found, state = _hf_directory_state(path, DINOV3_SOURCE)
+        found, state = _hf_directory_state(path, what, DINOV3_SOURCE)
         _check_hf_config(found, module.config, path, DINOV3_SOURCE)
-        _strict_load(module, state, path, DINOV3_SOURCE)
+        load_state_dict_strict(module, state, what=what, path=path, remedy=DINOV3_SOURCE)
         return SliceModel(
             module,
             spec.patch_size,
@@ -291,15 +224,23 @@ def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:
             spec.hidden_size,
             f"{what} from HF directory {path}",
         )
-    state = _read_torch_file(path, DINOV3_SOURCE)
+    state = _read_state(path, what, DINOV3_SOURCE)
     if any(k.startswith("model.layer.") for k in state):
         raise CheckpointError(
             f"{path} holds Hugging Face parameter names, not the official DINOv3 layout.",
             remedy="Give the whole HF directory (with config.json) as `checkpoint`.",
         )
     layout_note = "" if spec.key_layout_verified else " (key layout of H+/16 is unverified)"
-    _check_layout(state, official_dinov3_keys(spec), path, what + layout_note, DINOV3_SOURCE)
-    _strict_load(module, official_to_hf(state, spec), path, DINOV3_SOURCE)
+    check_state_dict(
+        state,
+        official_dinov3_keys(spec),
+        what=what + layout_note,
+        path=path,
+        remedy="Pick the `model` that matches the file (vit-s16, vit-b16, vit-l16, vit-h16plus). "
+        + DINOV3_SOURCE,
+    )
+    converted = official_to_hf(state, spec)
+    load_state_dict_strict(module, converted, what=what, path=path, remedy=DINOV3_SOURCE)
     return SliceModel(
         module,
         spec.patch_size,
@@ -334,8 +275,8 @@ def load_dinov2(config: Dinov2SlicesConfig) -> SliceModel:
             f"dinov2-slices loads Hugging Face directories; {path} is not a folder.",
             remedy=DINOV2_SOURCE,
         )
-    found, state = _hf_directory_state(path, DINOV2_SOURCE)
+    found, state = _hf_directory_state(path, what, DINOV2_SOURCE)
     _check_hf_config(found, module.config, path, DINOV2_SOURCE)
     state = {k.removeprefix("dinov2_with_registers."): v for k, v in state.items()}
-    _strict_load(module, state, path, DINOV2_SOURCE)
+    load_state_dict_strict(module, state, what=what, path=path, remedy=DINOV2_SOURCE)
     return SliceModel(module, spec.patch_size, prefix, spec.hidden_size, f"{what} from {path}")

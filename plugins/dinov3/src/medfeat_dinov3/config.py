@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from medfeat.api import ConfigModel
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 
 
-class SliceEncodingConfig(BaseModel):
+class SliceEncodingConfig(ConfigModel):
     """How a 3D volume becomes 2D slices for a frozen 2D ViT, and how the tokens come back."""
 
-    model_config = ConfigDict(extra="forbid")
     slice_axis: Literal["axial", "coronal", "sagittal"] = Field(
         "axial",
         description="World plane of the encoded slices (found from the image direction, not the array axes).",
@@ -57,10 +58,9 @@ class SliceEncodingConfig(BaseModel):
     )
 
 
-class Dinov3WeightsConfig(BaseModel):
+class Dinov3WeightsConfig(ConfigModel):
     """Which DINOv3 network and where its weights are (local files only)."""
 
-    model_config = ConfigDict(extra="forbid")
     model: Literal["vit-s16", "vit-b16", "vit-l16", "vit-h16plus", "tiny"] = Field(
         "vit-l16", description="Architecture; `tiny` (2 layers, 64 dims) is for tests only."
     )
@@ -107,10 +107,9 @@ class Dinov2SlicesConfig(SliceEncodingConfig):
     random_seed: int = Field(0, description="Seed of the random weights.")
 
 
-class LabelMappedFilesConfig(BaseModel):
+class LabelMappedFilesConfig(ConfigModel):
     """A fixed/moving pair whose label maps use different ids (e.g. TotalSegmentator CT vs MR)."""
 
-    model_config = ConfigDict(extra="forbid")
     fixed: Path
     moving: Path
     fixed_labels: Path

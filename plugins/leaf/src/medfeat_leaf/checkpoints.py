@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medfeat.api import CheckpointError
+from medfeat.api import CheckpointError, load_state_dict_strict, read_state_dict
 from medfeat_leaf.networks import UNetSpec
 
 UNET_PREFIX = "model.diffusion_model."
@@ -22,71 +22,33 @@ VAE_SOURCE = (
 _DIFFUSERS_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
-def read_state_dict(path: Path, what: str, source: str) -> dict[str, torch.Tensor]:
-    """Tensors of a .ckpt/.pt/.bin/.safetensors file (a Lightning ``state_dict`` is unwrapped)."""
+def _download_remedy(source: str) -> str:
+    return f"Download it yourself from {source} and give its local path (nothing is downloaded)."
+
+
+def read_weights(path: Path, what: str, source: str) -> dict[str, torch.Tensor]:
+    """Tensors of a .ckpt/.pt/.bin/.safetensors file (a Lightning ``state_dict`` is unwrapped)
+    or of the weights file in a diffusers folder."""
     path = Path(path)
     if path.is_dir():
         for name in _DIFFUSERS_FILES:
             if (path / name).is_file():
-                return read_state_dict(path / name, what, source)
+                return read_weights(path / name, what, source)
         raise CheckpointError(
             f"{what}: folder {path} holds no diffusers weights ({' or '.join(_DIFFUSERS_FILES)}).",
             remedy=f"Point to the checkpoint file or a diffusers folder; the weights come from {source}.",
         )
-    if not path.is_file():
-        raise CheckpointError(
-            f"{what}: checkpoint {path} does not exist.",
-            remedy=f"Download it yourself from {source} and give its local path (nothing is downloaded).",
-        )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupt or pickled objects
-        raise CheckpointError(
-            f"{what}: {path} could not be read as a weights file ({type(exc).__name__}: "
-            f"{str(exc)[:200]}).",
-            remedy=f"Re-download it from {source}; a file holding pickled objects besides tensors can "
-            "be re-saved as a plain state dict with torch.save(ckpt['state_dict'], ...).",
-        ) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{what}: {path} does not hold a state dict of tensors.",
-            remedy=f"Use the checkpoint from {source}.",
-        )
-    return state
+    return read_state_dict(path, what=what, remedy=_download_remedy(source))
 
 
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
-    """``load_state_dict(strict=True)`` with a readable :class:`CheckpointError` on mismatch."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k}: expected {tuple(own[k].shape)}, found {tuple(state[k].shape)}"
-        for k in own.keys() & state.keys()
-        if tuple(own[k].shape) != tuple(state[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            part
-            for part in (
-                f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "",
-                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})" if unexpected else "",
-                f"{len(wrong)} with other shapes (e.g. {wrong[:2]})" if wrong else "",
-            )
-            if part
-        )
-        raise CheckpointError(
-            f"{what}: the checkpoint does not match the architecture: {detail}.",
-            remedy=f"Use the checkpoint from {source} with the matching architecture preset.",
-        )
-    module.load_state_dict(state, strict=True)
+    """Strict load of ``state`` into ``module`` (a mismatch lists the key differences)."""
+    load_state_dict_strict(
+        module,
+        state,
+        what=what,
+        remedy=f"Use the checkpoint from {source} with the matching architecture preset.",
+    )
 
 
 # ---------------------------------------------------------------- U-Net (CompVis openaimodel)
@@ -192,7 +154,7 @@ def convert_ldm_unet(state: dict[str, torch.Tensor], spec: UNetSpec) -> dict[str
 def load_ldm_unet(path: Path, unet: nn.Module, spec: UNetSpec) -> None:
     """CompVis LDM checkpoint (U-Net under ``model.diffusion_model.``) or diffusers folder -> ``unet``."""
     what = "LDM U-Net"
-    state = read_state_dict(path, what, UNET_SOURCE)
+    state = read_weights(path, what, UNET_SOURCE)
     if Path(path).is_dir():
         load_strict(unet, state, what, UNET_SOURCE)
         return
@@ -215,7 +177,7 @@ def load_kl_vae(path: Path, vae: nn.Module) -> None:
     """Standalone kl-f8 checkpoint (loss/discriminator keys ignored), full LDM checkpoint
     (``first_stage_model.``) or diffusers AutoencoderKL folder -> ``vae``."""
     what = "kl-f8 VAE"
-    state = read_state_dict(path, what, VAE_SOURCE)
+    state = read_weights(path, what, VAE_SOURCE)
     if Path(path).is_dir():
         load_strict(vae, state, what, VAE_SOURCE)
         return

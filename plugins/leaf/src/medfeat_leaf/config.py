@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from medfeat.api import ConfigModel
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ArchitectureConfig(Strict):
+class ArchitectureConfig(ConfigModel):
     """Network sizes. ``preset: ldm-kl-8`` is the paper's; ``small`` trains from scratch on a CPU."""
 
     preset: Literal["ldm-kl-8", "small"] = Field(
@@ -41,7 +39,7 @@ class ArchitectureConfig(Strict):
     )
 
 
-class ScheduleConfig(Strict):
+class ScheduleConfig(ConfigModel):
     """DDPM schedule (LEAF: 1000 steps, beta 0.0015 -> 0.0155, diffusers' ``linear``)."""
 
     num_train_timesteps: int = Field(1000, ge=2)
@@ -53,7 +51,7 @@ class ScheduleConfig(Strict):
     )
 
 
-class DistillationConfig(Strict):
+class DistillationConfig(ConfigModel):
     """REPA-style alignment of a U-Net encoder block with the teacher's patch tokens."""
 
     enabled: bool = Field(
@@ -69,7 +67,7 @@ class DistillationConfig(Strict):
     projector_hidden: int = Field(2048, ge=1, description="Projector MLP width.")
 
 
-class TrainingConfig(Strict):
+class TrainingConfig(ConfigModel):
     """Optimisation and bookkeeping."""
 
     image_size_px: int = Field(
@@ -99,7 +97,7 @@ class TrainingConfig(Strict):
     )
 
 
-class LeafConfig(Strict):
+class LeafConfig(ConfigModel):
     """The `leaf` segmentation head."""
 
     architecture: ArchitectureConfig = Field(default_factory=ArchitectureConfig)
@@ -133,7 +131,7 @@ class LeafConfig(Strict):
     use_ema: bool = Field(True, description="Predict with the EMA weights.")
 
 
-class PatchDescriptorConfig(Strict):
+class PatchDescriptorConfig(ConfigModel):
     """The weight-free 2D teacher."""
 
     patch_size_px: int = Field(16, ge=2, description="Token size in pixels.")
@@ -143,7 +141,7 @@ class PatchDescriptorConfig(Strict):
     )
 
 
-class Dinov2Config(Strict):
+class Dinov2Config(ConfigModel):
     """DINOv2 (with registers) through transformers, from a local folder only."""
 
     model_dir: Path = Field(
@@ -153,7 +151,7 @@ class Dinov2Config(Strict):
     image_size_px: int = Field(224, ge=14, description="Images are resized to this size.")
 
 
-class ImageMaskFolderConfig(Strict):
+class ImageMaskFolderConfig(ConfigModel):
     """2D images with binary masks in two folders, matched by file stem."""
 
     root: Path = Field(description="Folder holding `images/` and `masks/` (names below).")
@@ -182,7 +180,7 @@ class ImageMaskFolderConfig(Strict):
     )
 
 
-class SyntheticBlobsConfig(Strict):
+class SyntheticBlobsConfig(ConfigModel):
     """Generated frames with one elliptical blob each (for examples and tests, not a benchmark)."""
 
     size_px: int = Field(64, ge=16)

@@ -8,15 +8,19 @@ every global batch (DistributedDataParallel).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from medfeat.api import Interrupted, stop_requests
+from medfeat.api import (
+    Interrupted,
+    read_checkpoint,
+    save_checkpoint,
+    setup_distributed,
+    stop_requests,
+)
 from medfeat_leaf.metrics import mean_dice_iou
 from medfeat_leaf.model import LeafModel
 from medfeat_leaf.teachers import teacher_tokens
@@ -48,24 +52,6 @@ class _Batches:
         return torch.stack([self._perm(p // self.n)[p % self.n] for p in pos])
 
 
-def _dist() -> tuple[int, int]:
-    """(rank, world size); initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    from medfeat.api import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def evaluate(
     model: LeafModel, samples, size_px: int, device: str, seed: int = 0
 ) -> dict[str, float]:
@@ -93,10 +79,8 @@ class Trainer:
             teacher,
         )
         self.cfg = model.config.training
-        self.rank, self.world = _dist()
-        self.device = context.device
-        if self.world > 1 and self.device.startswith("cuda"):
-            self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        place = setup_distributed(context.device)
+        self.rank, self.world, self.device = place.rank, place.world_size, place.device
 
     # ----------------------------------------------------------------- data
     def _tensors(self, samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -147,7 +131,12 @@ class Trainer:
         step, history = 0, []
         ckpt = self.out_dir / CHECKPOINT
         if cfg.resume and ckpt.is_file():
-            state = torch.load(ckpt, map_location=self.device, weights_only=True)
+            state = read_checkpoint(
+                ckpt,
+                what="LEAF training",
+                remedy=f"Delete {ckpt} to start afresh, or set training.resume: false.",
+                map_location=self.device,
+            )
             trainable.load_state_dict(state["trainable"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -172,7 +161,7 @@ class Trainer:
                 if stop:
                     with guard.saving():
                         if self.rank == 0:
-                            _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+                            save_checkpoint(self._state(step, opt, sched, ema, history), ckpt)
                     raise Interrupted(
                         f"LEAF training stopped by {guard.signal_name or 'a signal'} at step {step}; "
                         f"the checkpoint {ckpt} holds every step done.",
@@ -216,14 +205,14 @@ class Trainer:
                     history.append({"step": step, **self._validate(ema, validation)})
                     self.context.progress.log(f"LEAF step {step}: {history[-1]}")
                 if step % cfg.checkpoint_every_steps == 0 and self.rank == 0:
-                    _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+                    save_checkpoint(self._state(step, opt, sched, ema, history), ckpt)
         if report:
             report("done", 1.0)
         if self.rank == 0:
-            _atomic_save(self._state(step, opt, sched, ema, history), ckpt)
+            save_checkpoint(self._state(step, opt, sched, ema, history), ckpt)
         final = self._final_weights(ema, trainable)
         if self.rank == 0:
-            _atomic_save(
+            save_checkpoint(
                 {
                     "config": model.config.model_dump(mode="json"),
                     "teacher_dim": None if tokens is None else int(tokens.shape[-1]),

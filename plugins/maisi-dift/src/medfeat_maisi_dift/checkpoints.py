@@ -11,11 +11,15 @@ Every problem (missing, truncated, wrong kind, the later "rflow" U-Net, a shape 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from medfeat.api import CheckpointError
+from medfeat.api import (
+    CheckpointError,
+    describe_checkpoint,
+    load_state_dict_strict,
+    read_checkpoint,
+)
 
 WEIGHTS_SOURCE = (
     "The MAISI v1 (DDPM) weights are distributed by NVIDIA with MONAI's `maisi_ct_generative` "
@@ -23,32 +27,6 @@ WEIGHTS_SOURCE = (
     "and diff_unet_3d_ddpm.pt); download them yourself and give their local paths."
 )
 UNET_FILE_KEYS = ("unet_state_dict", "scale_factor")
-
-
-def read_checkpoint(path: str | Path, what: str) -> Any:
-    """``torch.load`` a local file (tensors and plain containers only) or raise a clear error."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise CheckpointError(
-            f"The {what} checkpoint {str(p)!r} does not exist.", remedy=WEIGHTS_SOURCE
-        )
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for truncated or foreign files
-        raise CheckpointError(
-            f"The {what} checkpoint {str(p)!r} ({p.stat().st_size} bytes) could not be read as a "
-            f"PyTorch file ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it may be "
-            "truncated or not a checkpoint.",
-            remedy="Download it again and check its size. " + WEIGHTS_SOURCE,
-        ) from None
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, dict):
-        keys = list(obj)
-        head = ", ".join(map(str, keys[:4])) + (", ..." if len(keys) > 4 else "")
-        return f"a dict with {len(keys)} keys ({head})"
-    return f"a {type(obj).__name__}"
 
 
 def _looks_like_autoencoder(sd: dict) -> bool:
@@ -62,40 +40,20 @@ def _looks_like_rflow(sd: dict) -> bool:
     )
 
 
-def load_strict(module: torch.nn.Module, state_dict: dict, what: str, path: str | Path) -> None:
-    """``load_state_dict(strict=True)``, turning key/shape mismatches into a short explanation."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state_dict
-        and hasattr(state_dict[k], "shape")
-        and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong shape", wrong),
-        ):
-            if items:
-                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
-        raise CheckpointError(
-            f"The {what} checkpoint {str(path)!r} does not fit the MAISI v1 architecture: "
-            + "; ".join(parts)
-            + ".",
-            remedy="Give the MAISI v1 DDPM files, not the later rflow ones or another model. "
-            + WEIGHTS_SOURCE,
-        )
-    module.load_state_dict(state_dict, strict=True)
+def _load_strict(module: torch.nn.Module, state_dict: dict, what: str, path: str | Path) -> None:
+    load_state_dict_strict(
+        module,
+        state_dict,
+        what=f"MAISI v1 {what}",
+        path=path,
+        remedy="Give the MAISI v1 DDPM files, not the later rflow ones or another model. "
+        + WEIGHTS_SOURCE,
+    )
 
 
 def load_autoencoder_weights(module: torch.nn.Module, path: str | Path) -> None:
     """Load the official autoencoder file (a plain state dict) strictly into ``module``."""
-    obj = read_checkpoint(path, "autoencoder")
+    obj = read_checkpoint(path, what="MAISI v1 autoencoder", remedy=WEIGHTS_SOURCE)
     if isinstance(obj, dict) and all(k in obj for k in UNET_FILE_KEYS):
         raise CheckpointError(
             f"The autoencoder checkpoint {str(path)!r} is a diffusion U-Net file "
@@ -106,15 +64,15 @@ def load_autoencoder_weights(module: torch.nn.Module, path: str | Path) -> None:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(
             f"The autoencoder checkpoint {str(path)!r} should be a plain state dict of tensors; "
-            f"found {_describe(obj)}.",
+            f"found {describe_checkpoint(obj)}.",
             remedy=WEIGHTS_SOURCE,
         )
-    load_strict(module, obj, "autoencoder", path)
+    _load_strict(module, obj, "autoencoder", path)
 
 
 def load_unet_weights(module: torch.nn.Module, path: str | Path) -> float:
     """Load the official U-Net file strictly into ``module``; return its ``scale_factor``."""
-    obj = read_checkpoint(path, "diffusion U-Net")
+    obj = read_checkpoint(path, what="MAISI v1 diffusion U-Net", remedy=WEIGHTS_SOURCE)
     if isinstance(obj, dict) and _looks_like_autoencoder(obj):
         raise CheckpointError(
             f"The diffusion U-Net checkpoint {str(path)!r} is an autoencoder state dict "
@@ -124,7 +82,7 @@ def load_unet_weights(module: torch.nn.Module, path: str | Path) -> float:
     if not isinstance(obj, dict) or any(k not in obj for k in UNET_FILE_KEYS):
         raise CheckpointError(
             f"The diffusion U-Net checkpoint {str(path)!r} should be a dict with keys "
-            f"{list(UNET_FILE_KEYS)} (plus epoch, loss, num_train_timesteps); found {_describe(obj)}.",
+            f"{list(UNET_FILE_KEYS)} (plus epoch, loss, num_train_timesteps); found {describe_checkpoint(obj)}.",
             remedy=WEIGHTS_SOURCE,
         )
     sd = obj["unet_state_dict"]
@@ -134,7 +92,7 @@ def load_unet_weights(module: torch.nn.Module, path: str | Path) -> float:
             "(class embeddings / spacing-only conditioning), not the v1 DDPM U-Net MedDIFT uses.",
             remedy="Give diff_unet_3d_ddpm.pt (MAISI v1, DDPM). " + WEIGHTS_SOURCE,
         )
-    load_strict(module, sd, "diffusion U-Net", path)
+    _load_strict(module, sd, "diffusion U-Net", path)
     scale = obj["scale_factor"]
     scale = float(scale.item() if isinstance(scale, torch.Tensor) else scale)
     if not (scale > 0 and scale == scale):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from medfeat.api import ConfigModel
 
 Region = Literal["head-neck", "thorax", "abdomen", "pelvis-lower-body"]
 
 
-class MaisiDiftConfig(BaseModel):
+class MaisiDiftConfig(ConfigModel):
     """Options of the ``maisi-dift`` backbone. Defaults reproduce the MedDIFT reference."""
 
-    model_config = ConfigDict(extra="forbid")
     autoencoder_checkpoint: str | None = Field(
         None, description="Local MAISI v1 autoencoder file (autoencoder_epoch273.pt / _v1.pt)."
     )
@@ -97,10 +98,9 @@ class MaisiDiftConfig(BaseModel):
         return self
 
 
-class MedDiftMatcherConfig(BaseModel):
+class MedDiftMatcherConfig(ConfigModel):
     """Options of the ``meddift-matcher`` (the engine's memory-bounded matcher)."""
 
-    model_config = ConfigDict(extra="forbid")
     candidates: Literal["image", "finest-level"] = Field(
         "image",
         description="'image' = every voxel of B's image grid (reference: argmax over all voxels); "

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from medfeat.api import InputFileError, RegistrationCase
+from medfeat.api import ConfigModel, InputFileError, RegistrationCase
 
 
-class LungCTConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LungCTConfig(ConfigModel):
     root: Path = Field(description="Learn2Reg LungCT folder (with imagesTr, masksTr, keypointsTr).")
     split: Literal["Tr", "Ts", "Val"] = Field("Tr", description="Folder suffix: imagesTr, ...")
     cases: list[str] | None = Field(None, description="Case ids such as '0001' (default: all).")

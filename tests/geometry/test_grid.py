@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medfeat.errors import GeometryError
-from medfeat.geometry import DisplacementField, Grid
+from medfeat.geometry import Grid
+from medfeat.geometry.grid import SPACES
 
 
 def rotation(angles):
@@ -22,6 +23,7 @@ grids = st.builds(
     st.tuples(*[st.floats(-200, 200)] * 3),
     st.tuples(*[st.floats(-np.pi, np.pi)] * 3),
 )
+index_points = st.lists(st.tuples(*[st.floats(-5, 45)] * 3), min_size=1, max_size=5).map(np.array)
 
 
 @settings(max_examples=50, deadline=None)
@@ -91,14 +93,61 @@ def test_invalid_grids_are_refused():
         Grid.from_shape((4,))
 
 
-def test_field_from_voxels_and_point_transform():
-    grid = Grid((4, 5, 6), (2.0, 1.0, 0.5), (0, 0, 0), np.diag([1.0, -1.0, -1.0]))
-    vox = np.zeros((3, 4, 5, 6))
-    vox[0] = 1.0  # +1 voxel along numpy axis 0 = ITK k = world -z (direction) * 0.5 mm
-    f = DisplacementField.from_array_voxels(vox, grid)
-    assert np.allclose(f.numpy()[:, 0, 0, 0], [0, 0, -0.5])
-    assert np.allclose(f.to_array_voxels(), vox)
-    p = grid.array_index_to_world(np.array([[1.0, 2.0, 3.0]]))
-    assert np.allclose(
-        f.transform_points(p), grid.array_index_to_world(np.array([[2.0, 2.0, 3.0]]))
-    )
+@settings(max_examples=50, deadline=None)
+@given(grids, index_points, st.sampled_from(SPACES), st.sampled_from(SPACES))
+def test_any_space_round_trips_through_any_other(grid, idx, source, target):
+    points = grid.transform(idx, "index", source)
+    there = grid.transform(points, source, target)
+    assert np.allclose(grid.transform(there, target, source), points, atol=1e-6)
+    assert np.allclose(grid.transform(there, target, "index"), idx, atol=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(grids, grids, index_points)
+def test_two_grids_meet_in_world_space(grid, other, idx):
+    world = grid.index_to_world(idx)
+    # this grid's index -> the other grid's cube is the same as going through world mm
+    direct = grid.transform(idx, "index", "cube", to=other)
+    assert np.allclose(direct, other.transform(world, "world", "cube"), atol=1e-6)
+    assert np.allclose(other.cube_to_index(direct), other.world_to_index(world), atol=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(grids, index_points)
+def test_named_spaces_match_the_explicit_methods(grid, idx):
+    assert np.allclose(grid.transform(idx, "index", "world"), grid.index_to_world(idx))
+    world = grid.index_to_world(idx)
+    assert np.allclose(grid.transform(world, "world", "index"), grid.world_to_index(world))
+    assert np.allclose(grid.transform(idx, "index", "array"), idx[:, ::-1])
+    assert np.allclose(grid.transform(idx, "index", "cube"), grid.index_to_cube(idx))
+    assert np.allclose(grid.array_index_to_cube(idx[:, ::-1]), grid.index_to_cube(idx))
+    assert np.allclose(grid.cube_to_array_index(grid.index_to_cube(idx)), idx[:, ::-1])
+
+
+def test_cube_is_grid_sample_align_corners_true():
+    grid = Grid.from_shape((3, 5, 9), spacing=(0.5, 2.0, 1.0))  # numpy (k, j, i): 9 i, 5 j, 3 k
+    corners = np.array([[0, 0, 0], [8, 4, 2], [4, 2, 1]])  # ITK (i, j, k)
+    assert np.allclose(grid.index_to_cube(corners), [[-1, -1, -1], [1, 1, 1], [0, 0, 0]])
+    # grid_sample's x axis is the last numpy axis (i)
+    assert np.allclose(grid.array_index_to_cube(np.array([[0, 0, 8]])), [[1, -1, -1]])
+
+
+def test_cube_of_own_voxels_samples_the_identity_with_grid_sample():
+    torch = pytest.importorskip("torch")
+    c, s = np.cos(0.7), np.sin(0.7)
+    grid = Grid((5, 6, 7), (0.8, 1.1, 2.4), (4.0, -2.0, 9.0), [[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    axes = [torch.arange(n, dtype=torch.float64) for n in grid.shape]
+    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+    cube = grid.array_index_to_cube(index)
+    assert cube.dtype == torch.float64
+    assert np.allclose(cube.numpy(), grid.array_index_to_cube(index.numpy()))
+    assert torch.allclose(grid.cube_to_array_index(cube), index)
+    data = torch.rand(1, 2, *grid.shape, dtype=torch.float64)
+    for mode in ("bilinear", "nearest"):
+        out = torch.nn.functional.grid_sample(data, cube[None], mode=mode, align_corners=True)
+        assert torch.allclose(out, data, atol=1e-12)
+
+
+def test_unknown_space_is_refused_with_the_names():
+    with pytest.raises(GeometryError, match="world, index, array, cube"):
+        Grid.from_shape((4, 4, 4)).transform(np.zeros((1, 3)), "voxel", "world")

@@ -1,0 +1,166 @@
+"""Per-case steps shared by the pipeline kinds: input checks, features, metrics, provenance records."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medfeat.components import FeatureMap, RegistrationCase
+from medfeat.geometry import Image
+from medfeat.resources import check_fits
+
+if TYPE_CHECKING:
+    from medfeat.pipelines.runner import Run
+
+MAX_CACHED_FEATURE_MAPS = 4
+
+
+class FeatureCache:
+    """Backbone features of a run's images, reused when the same file comes back in a cohort.
+
+    Keyed by the backbone's resolved config and the image's SHA-256 (``meta["sha256"]``); images
+    without a checksum (generated in memory) are not cached. At most ``max_maps`` feature maps are
+    kept; the least recently used one is dropped first.
+    """
+
+    def __init__(self, max_maps: int = MAX_CACHED_FEATURE_MAPS) -> None:
+        self.max_maps = max_maps
+        self._maps: OrderedDict[tuple[str, str], FeatureMap] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def get(
+        self, backbone: str, image: Image, extract: Callable[[Image], FeatureMap]
+    ) -> FeatureMap:
+        """The features of ``image`` by ``backbone`` (its config), computed by ``extract`` if new."""
+        checksum = image.meta.get("sha256")
+        if checksum is None:
+            return extract(image)
+        key = (backbone, checksum)
+        if key in self._maps:
+            self._maps.move_to_end(key)
+            return self._maps[key]
+        features = self._maps[key] = extract(image)
+        while len(self._maps) > self.max_maps:
+            self._maps.popitem(last=False)
+        return features
+
+
+# ------------------------------------------------------------------------------------ checks
+def check_case(case: RegistrationCase) -> None:
+    """Refuse unusable inputs before spending time on them (on the arrays already in memory)."""
+    from medfeat.io.images import check_geometry_relatable
+
+    case.fixed.check_finite()
+    case.moving.check_finite()
+    check_geometry_relatable(case.fixed, case.moving)
+    if case.fixed_points is not None and case.moving_points is not None:
+        case.fixed_points.check_paired_with(case.moving_points)
+
+
+def apply_mask_policy(run: Run, case: RegistrationCase) -> None:
+    """Set ``case.fixed_mask`` as the pipeline's ``fixed_mask`` option says (and save an automatic one)."""
+    policy = run.resolved.pipeline.fixed_mask
+    if policy == "none":
+        case.fixed_mask = None
+    elif policy.startswith("auto-"):
+        from medfeat.io.images import write_image
+        from medfeat.masks import auto_mask
+
+        with run.context.timed("masking"):
+            case.fixed_mask = auto_mask(
+                case.fixed, policy.removeprefix("auto-"), run.resolved.pipeline.fixed_mask_threshold
+            )
+        write_image(
+            case.fixed_mask, run.case_dir(case.id) / "fixed_mask_auto.nii.gz", protect=run.protected
+        )
+
+
+# ---------------------------------------------------------------------------------- features
+def extract_features(run: Run, backbone: Any, image: Image) -> FeatureMap:
+    """Backbone features of ``image``, through the run's :class:`FeatureCache`."""
+
+    def extract(im: Image) -> FeatureMap:
+        with run.context.timed("features"):
+            return backbone.extract(im)
+
+    return run.features.get(repr(run.resolved.components["backbone"]), image, extract)
+
+
+def case_features(
+    run: Run, backbone: Any, transforms: list[Any], case: RegistrationCase
+) -> list[FeatureMap]:
+    """Fixed and moving features after the pipeline's feature transforms (applied jointly)."""
+    check_fits(backbone, f"Feature extraction for {case.id}", run.context.device, case.fixed)
+    feats = [
+        extract_features(run, backbone, case.fixed),
+        extract_features(run, backbone, case.moving),
+    ]
+    for t in transforms:
+        with run.context.timed("feature transforms"):
+            feats = t.apply(feats, [case.fixed_mask, None])
+    return feats
+
+
+# ----------------------------------------------------------------------------------- metrics
+def point_metrics(case: RegistrationCase, predicted: np.ndarray | None) -> dict[str, Any]:
+    """Landmark error (mm) before and, given the predicted moving points, after."""
+    from medfeat.metrics.tre import tre
+
+    if case.fixed_points is None or case.moving_points is None:
+        return {}
+    out = {"tre_mm_before": tre(case.fixed_points.points, case.moving_points.points)}
+    if predicted is not None:
+        out["tre_mm_after"] = tre(predicted, case.moving_points.points)
+    return out
+
+
+def label_metrics(case: RegistrationCase, warped_labels: Image | None) -> dict[str, Any]:
+    """Dice and HD95 (mm) per label of the fixed labels against the moving labels before
+    (resampled onto the fixed grid as they are) and after registration (``warped_labels``)."""
+    from medfeat.io.resample import resample_to_grid
+    from medfeat.metrics.overlap import dice_per_label, hd95_per_label
+
+    if case.fixed_labels is None or case.moving_labels is None or warped_labels is None:
+        return {}
+    before = resample_to_grid(case.moving_labels, case.fixed.grid, "nearest")
+    dice = {
+        "before": dice_per_label(case.fixed_labels, before),
+        "after": dice_per_label(case.fixed_labels, warped_labels),
+    }
+    hd95 = {
+        "before": hd95_per_label(case.fixed_labels, before, dice["before"]),
+        "after": hd95_per_label(case.fixed_labels, warped_labels, dice["after"]),
+    }
+    out: dict[str, Any] = {f"dice_{k}": _by_label(v) for k, v in dice.items()}
+    return out | {f"hd95_mm_{k}": _by_label(v) for k, v in hd95.items()}
+
+
+def dice_metrics(
+    reference: Image, predicted: Image, labels: Iterable[int] | None = None
+) -> dict[str, Any]:
+    """Dice per label (default: every label present) and their mean, for a predicted label map."""
+    from medfeat.metrics.overlap import dice_per_label, mean_dice
+
+    scores = dice_per_label(reference, predicted, labels)
+    return {"dice": _by_label(scores), "mean_dice": mean_dice(scores)}
+
+
+def _by_label(scores: dict[int, float]) -> dict[str, float]:
+    return {str(k): v for k, v in scores.items()}
+
+
+# -------------------------------------------------------------------------------- provenance
+def case_record(case: RegistrationCase) -> dict[str, Any]:
+    """Inputs (with checksums, computed once when they were read) and image geometry of a case."""
+    from medfeat.provenance import describe_image, describe_input
+
+    return {
+        "inputs": [describe_input(p) for p in case.inputs],
+        "fixed": describe_image(case.fixed),
+        "moving": describe_image(case.moving),
+    }
