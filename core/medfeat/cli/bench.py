@@ -87,11 +87,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if process_rank()[0] > 0:
         return 0  # under torchrun, rank 0 runs the benchmark and writes its table
     rows = {case: case_row(m) for case, m in summary["cases"].items()}
-    atomic_write_json(
-        args.out / "results.json",
-        {"pipeline": str(args.pipeline), "dataset": args.dataset, "cases": rows},
-    )
+    random = list(context.random_weights)
+    results = {"pipeline": str(args.pipeline), "dataset": args.dataset, "cases": rows}
+    if random:
+        results = {"random_weights": random, "is_result": False, **results}
+    atomic_write_json(args.out / "results.json", results)
     table = markdown_table(rows)
+    if random:
+        table = (
+            f"**RANDOM WEIGHTS ({'; '.join(random)}): speed and plumbing only, NOT a result.**"
+            f"\n\n{table}"
+        )
     atomic_write_text(args.out / "results.md", table)
     console().print(Markdown(table))
     return 0

@@ -125,8 +125,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     context = RunContext(device=device, seed=pipeline.seed, progress=progress)
     out_dir = args.out or pipeline.output.dir
-    run_pipeline(resolved, registry, context, out_dir)
+    try:
+        run_pipeline(resolved, registry, context, out_dir)
+    finally:
+        from medfeat.distributed import teardown_distributed
+
+        teardown_distributed()
     progress.log(f"Outputs, metrics.json and provenance.json are in {out_dir}")
+    if context.random_weights:
+        progress.warn(
+            "this run used RANDOM weights ("
+            + "; ".join(context.random_weights)
+            + "): its outputs check speed and plumbing only and are NOT a result."
+        )
     return 0
 
 

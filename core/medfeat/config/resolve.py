@@ -309,8 +309,8 @@ def _check_accepted_sections(
             c.name for c in registry.components[consumer.kind].values() if section in c.accepts
         )
         raise ConfigError(
-            f"{consumer_key} {consumer.name!r} does not use a `{section}` section "
-            f"(it has its own data term and penalty), so {section} {given.name!r} would be ignored.",
+            f"{consumer_key} {consumer.name!r} takes no `{section}` section, so {section} "
+            f"{given.name!r} would be ignored.",
             source=source.name,
             line=source.line_of((section, "name")) or None,
             key_path=f"{section}.name",

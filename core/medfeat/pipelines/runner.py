@@ -125,6 +125,9 @@ def run_pipeline(
     context.timings["total"] = time.perf_counter() - start
     record["cases"] = run.case_records
     record["timings_s"] = {k: round(v, 4) for k, v in context.timings.items()}
+    if context.random_weights:  # such output is a speed/plumbing check, never a result
+        note = {"random_weights": list(context.random_weights), "is_result": False}
+        summary, record = {**note, **summary}, {**note, **record}
     if rank == 0:  # under torchrun, one copy of the summary (every rank computed the same run)
         atomic_write_json(out_dir / "metrics.json", summary)
         atomic_write_json(out_dir / "provenance.json", record)
