@@ -310,3 +310,54 @@ def test_every_example_is_valid_from_another_folder(path, tmp_path, monkeypatch)
     resolved = resolve_pipeline(load_yaml(path), get_registry(), check_inputs=False)
     for key, value in resolved.inputs.items():
         assert value.is_absolute(), f"{key} = {value} is relative to the working directory"
+
+
+# ------------------------------------------------------------------ nested components
+DEEP_PLUGIN = """
+from pydantic import BaseModel, Field
+from medfeat.api import ComponentRef, hookimpl, nested_component
+
+class InnerCfg(BaseModel, extra="forbid"):
+    stride: int = 1
+
+class Deeper(BaseModel, extra="forbid"):
+    helper: nested_component("pretrainer") = Field(default_factory=lambda: ComponentRef(name="inner"))
+
+class OuterCfg(BaseModel, extra="forbid"):
+    inner: nested_component("pretrainer") = Field(default_factory=lambda: ComponentRef(name="inner"))
+    deeper: Deeper = Field(default_factory=Deeper)
+    maybe: nested_component("pretrainer") | None = None
+    several: list[nested_component("pretrainer")] = []
+    named: dict[str, nested_component("pretrainer")] = {}
+
+@hookimpl
+def medfeat_register_pretrainers(register):
+    register("inner", lambda c, ctx: None, config=InnerCfg)
+    register("outer", lambda c, ctx: None, config=OuterCfg)
+"""
+
+
+def test_components_named_inside_a_component_are_validated_with_their_yaml_line(
+    fake_distribution, tmp_path, capsys
+):
+    fake_distribution("medfeat-deep", {"medfeat_deep.py": DEEP_PLUGIN}, {"d": "medfeat_deep"})
+    cases = {
+        "inner: {name: innr}": ("line 5", "'pretrainer.inner.name'", "Did you mean 'inner'"),
+        "inner: {name: inner, strides: 2}": ("line 5", "'pretrainer.inner.strides'", "unknown option"),
+        "deeper: {helper: {name: inner, stride: x}}": ("line 5", "pretrainer.deeper.helper.stride", "integer"),
+        "maybe: {name: iner}": ("line 5", "'pretrainer.maybe.name'", "Did you mean 'inner'"),
+        "several: [{name: inner}, {name: inner, strid: 1}]": ("line 5", "pretrainer.several[1].strid", "unknown option"),
+        "named: {a: {name: inner, strid: 1}}": ("line 5", "pretrainer.named.a.strid", "unknown option"),
+    }  # fmt: skip
+    for i, (section, expected) in enumerate(cases.items()):
+        path = tmp_path / f"p{i}.yaml"
+        path.write_text(
+            f"kind: pretraining\ndata: {{name: breathing-phantom}}\npretrainer:\n  name: outer\n  {section}\n"
+        )
+        assert main(["validate", str(path)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        for text in expected:
+            assert text in err, (section, text, err)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("kind: pretraining\ndata: {name: breathing-phantom}\npretrainer: {name: outer}\n")
+    assert main(["validate", str(ok)]) == 0

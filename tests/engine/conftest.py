@@ -1,22 +1,7 @@
-"""Engine tests run on CPU with few threads and import from ``core/`` when not installed."""
-
-import sys
-import tempfile
-from pathlib import Path
+"""Engine tests run on CPU with few threads and a fixed torch seed."""
 
 import pytest
 import torch
-from hypothesis import settings
-from hypothesis.configuration import set_hypothesis_home_dir
-
-# keep hypothesis from writing its example database / patches into the repository
-set_hypothesis_home_dir(tempfile.mkdtemp(prefix="medfeat-hypothesis-"))
-settings.register_profile("medfeat-engine", database=None, deadline=None)
-settings.load_profile("medfeat-engine")
-
-_CORE = Path(__file__).resolve().parents[2] / "core"
-if str(_CORE) not in sys.path:
-    sys.path.insert(0, str(_CORE))
 
 
 @pytest.fixture(autouse=True)

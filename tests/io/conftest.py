@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from medfeat.geometry import Grid, Image
-
-REAL_DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 
 
 def rotation(ax: float, ay: float, az: float) -> np.ndarray:

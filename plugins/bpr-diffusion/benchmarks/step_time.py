@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 from medfeat_bpr_diffusion.config import UNetConfig
-from medfeat_bpr_diffusion.unet import DiffusionUNet3d
+from medfeat_bpr_diffusion.networks import DiffusionUNet3d
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 

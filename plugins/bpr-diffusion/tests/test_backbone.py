@@ -64,6 +64,13 @@ def test_levels_carry_world_grids_and_follow_a_shifted_image(ct_pair, tiny_unet,
         assert torch.allclose(a.data, b.data, atol=1e-5)
 
 
+def test_a_random_init_backbone_is_recorded_as_random_weights(tiny_unet, context):
+    assert context.random_weights == []
+    backbone(tiny_unet, context)
+    backbone(tiny_unet, context, noise_seed=1)  # recorded once per run
+    assert context.random_weights == ["bpr-diffusion backbone DiffusionUNet3d (seed 0)"]
+
+
 def test_bad_options_are_config_errors(tiny_unet, context):
     from medfeat.errors import ConfigError
 

@@ -1,13 +1,25 @@
-"""Coordinate providers: the weight-free box coordinates and the strict Body Part Regression loader."""
+"""Coordinate providers: the weight-free box coordinates, Body Part Regression, and APE's geometry
+(vox2vec dicom-canonical arrays, world positions of the coordinates, exported programs)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from medfeat_bpr_diffusion.bpreg import BodyPartRegressionNet, BPRCoordinates
-from medfeat_bpr_diffusion.config import BBoxCoordinatesConfig, BPRCoordinatesConfig
-from medfeat_bpr_diffusion.coordinates import BBoxCoordinates
+import torch.nn.functional as F
+from medfeat_bpr_diffusion.config import (
+    APECoordinatesConfig,
+    APEExportedConfig,
+    BBoxCoordinatesConfig,
+    BPRCoordinatesConfig,
+)
+from medfeat_bpr_diffusion.coordinates import (
+    APECoordinates,
+    APEExportedCoordinates,
+    BBoxCoordinates,
+    BPRCoordinates,
+)
+from medfeat_bpr_diffusion.networks import APEArchitecture, BodyPartRegressionNet
 
 from medfeat.errors import CheckpointError
 
@@ -74,9 +86,6 @@ class _TinyAPE(torch.nn.Module):
 
 
 def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path, make_ct):
-    from medfeat_bpr_diffusion.ape import APEExportedCoordinates as APECoordinates
-    from medfeat_bpr_diffusion.config import APEExportedConfig as APECoordinatesConfig
-
     torch.manual_seed(0)
     from torch.export import Dim, export
 
@@ -84,10 +93,10 @@ def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path,
     program = export(_TinyAPE(), (torch.zeros(1, 1, 8, 8, 8),), dynamic_shapes=dims)
     torch.export.save(program, str(tmp_path / "ape.pt2"))
     image = make_ct(shape=(6, 20, 24), spacing=2.0)[0]
-    cfg = APECoordinatesConfig(
+    cfg = APEExportedConfig(
         checkpoint=tmp_path / "ape.pt2", spacing_mm=(2.0, 2.0, 3.0), pad_multiple_vox=8
     )
-    level = APECoordinates(cfg).coordinates(image).levels[0]
+    level = APEExportedCoordinates(cfg).coordinates(image).levels[0]
     assert level.data.shape[0] == 3 and level.grid.spacing == (12.0, 8.0, 8.0)  # ITK i: the slices
     assert (
         level.data.shape[1:] == level.grid.shape and ((level.data >= 0) & (level.data <= 1)).all()
@@ -98,7 +107,83 @@ def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path,
     half = np.abs(level.grid.direction) @ np.array(level.grid.spacing) / 2  # in world axes
     assert (glo <= lo + half).all() and (ghi >= hi - half).all()
     with pytest.raises(CheckpointError, match="expected \\[1, 24"):
-        APECoordinates(cfg.model_copy(update={"channels": 24})).coordinates(image)
+        APEExportedCoordinates(cfg.model_copy(update={"channels": 24})).coordinates(image)
     torch.save(_TinyAPE().state_dict(), tmp_path / "state.pt")
     with pytest.raises(CheckpointError, match="torch.export program"):
-        APECoordinates(cfg.model_copy(update={"checkpoint": tmp_path / "state.pt"}))
+        APEExportedCoordinates(cfg.model_copy(update={"checkpoint": tmp_path / "state.pt"}))
+
+
+class _Pool4(torch.nn.Module):
+    """A stand-in with APE's interface whose output is known: 4x4x4 mean of the input, 3 channels."""
+
+    arch = APEArchitecture(stem_stride=4, depths=((1, 1),))  # max stride 8
+
+    def forward(self, x):
+        return F.avg_pool3d(x, 4).repeat(1, 3, 1, 1, 1)
+
+
+def _ramp_ct(make_ct, axis: int):
+    """CT whose HU rises along world LPS axis ``axis`` (0 = x, 1 = y, 2 = z)."""
+    image = make_ct(shape=(12, 20, 24), spacing=2.0)[0]
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in image.grid.shape], indexing="ij"), -1)
+    world = image.grid.array_index_to_world(idx.reshape(-1, 3)).reshape(*image.grid.shape, 3)
+    hu = -1000.0 + 20.0 * (world[..., axis] - world[..., axis].min())
+    return type(image)(hu.astype(np.float32), image.grid, {"name": f"ramp{axis}"})
+
+
+def _config(**kw):
+    base = {"checkpoint": "unused.ckpt", "spacing_mm": (2.0, 2.0, 2.0),
+            "window_hu": (-1000.0, 0.0), "pad_multiple_vox": 8, "patch_size_vox": None}  # fmt: skip
+    return APECoordinatesConfig(**{**base, **kw})
+
+
+class _Recorder(_Pool4):
+    def forward(self, x):
+        self.seen = x[0, 0].clone()
+        return super().forward(x)
+
+
+def test_the_network_sees_vox2vec_dicom_canonical_arrays(make_ct):
+    """APE's arrays: axis 0 towards posterior (+y), axis 1 towards left (+x), axis 2 inferior (-z)."""
+    seen = []
+    for axis in range(3):
+        net = _Recorder()
+        APECoordinates(_config(), net=net).coordinates(_ramp_ct(make_ct, axis))
+        seen.append(net.seen)
+    for world_axis, (array_axis, sign) in enumerate([(1, 1), (0, 1), (2, -1)]):
+        arr = seen[world_axis]
+        inside = arr[(arr > 0.02) & (arr < 0.98)]
+        assert inside.numel() > 10
+        profile = arr.movedim(array_axis, 0).flatten(1)
+        steps = profile[1:] - profile[:-1]  # along the expected array axis
+        body = (profile[1:] > 0.02) & (profile[:-1] > 0.02) & (profile[1:] < 0.98)
+        assert (sign * steps[body] > 0).all(), (world_axis, array_axis)
+        for other in {0, 1, 2} - {array_axis}:  # constant along the other axes (inside the image)
+            prof = arr.movedim(other, 0).flatten(1)
+            both = (prof[1:] > 0.02) & (prof[:-1] > 0.02) & (prof[1:] < 0.98) & (prof[:-1] < 0.98)
+            assert torch.allclose(prof[1:][both], prof[:-1][both], atol=1e-4), (world_axis, other)
+
+
+@pytest.mark.parametrize("patch", [None, (8, 16, 8)])
+def test_coordinates_land_at_the_right_world_positions(make_ct, patch):
+    image = _ramp_ct(make_ct, 0)
+    level = APECoordinates(_config(patch_size_vox=patch), net=_Pool4()).coordinates(image).levels[0]
+    grid = level.grid
+    expected_dir = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
+    assert np.allclose(grid.direction, expected_dir)  # i: inferior, j: left, k: posterior
+    assert grid.spacing == (8.0, 8.0, 8.0) and level.data.shape == (3, *grid.shape)
+    # the value at each coarse voxel is the windowed HU at its world x (the ramp is linear in x)
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1)
+    world = grid.array_index_to_world(idx.reshape(-1, 3))
+    lo, hi = image.grid.world_extent()
+    inside = np.all((world >= lo + 4) & (world <= hi - 4), axis=1)
+    assert inside.sum() >= 4
+    expected = np.clip(20.0 * (world[:, 0] - lo[0]) / 1000.0, 0, 1)
+    got = level.data[0].numpy().reshape(-1)
+    assert np.allclose(got[inside], expected[inside], atol=0.02)
+
+
+def test_sliding_windows_need_multiples_of_the_networks_stride():
+    cfg = _config(patch_size_vox=(8, 12, 8))
+    with pytest.raises(CheckpointError, match="multiples of 8"):
+        APECoordinates(cfg, net=_Pool4())

@@ -183,3 +183,4 @@ def test_mismatched_weights_are_refused_strictly(volumes, tiny_unet, context, tm
         BPRDiffusionBackbone(BackboneConfig(checkpoint=tmp_path / "bad.pt"), context)
     backbone = BPRDiffusionBackbone(BackboneConfig(checkpoint=path, feature_levels=[0, 1]), context)
     assert backbone.model.coord_channels == 3
+    assert context.random_weights == []  # pretrained weights (and training) are not random weights

@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from medfeat_dinov3.backbone import SliceBackbone
-    from medfeat_dinov3.checkpoints import load_dinov3
+    from medfeat_dinov3.backbone import make_dinov3_slices
     from medfeat_dinov3.config import Dinov3SlicesConfig
 
     from medfeat.builtins.optimisers import ConvexAdam, ConvexAdamConfig
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                 batch_slices=1,
             )
             start = time.perf_counter()
-            backbone = SliceBackbone(config, load_dinov3(config), args.device, "dinov3")
+            backbone = make_dinov3_slices(config, context)  # warns: random weights
             row["build_s"] = time.perf_counter() - start
             feats = []
             for role, image in (("fixed", fixed), ("moving", moving)):

@@ -27,7 +27,7 @@ def manifest():
 def random_official_state(layout: dict[str, tuple[int, ...]], spec, seed: int = 0) -> dict:
     """Random tensors for every key of an official DINOv3 layout, with the buffers set as released:
     RoPE periods for base 100 and a qkv bias mask that zeroes the k third."""
-    from medfeat_dinov3.architectures import rope_periods
+    from medfeat_dinov3.checkpoints import rope_periods
 
     gen = torch.Generator().manual_seed(seed)
     state = {k: 0.05 * torch.randn(shape, generator=gen) for k, shape in layout.items()}

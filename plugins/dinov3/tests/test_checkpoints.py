@@ -7,15 +7,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from medfeat_dinov3.architectures import (
-    DINOV2_REG,
-    DINOV3,
-    dinov2_hf_config,
-    dinov3_hf_config,
+from medfeat_dinov3.checkpoints import (
+    load_dinov2,
+    load_dinov3,
     official_dinov3_keys,
+    official_to_hf,
 )
-from medfeat_dinov3.checkpoints import load_dinov2, load_dinov3, official_to_hf
 from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3SlicesConfig
+from medfeat_dinov3.networks import DINOV2_REG, DINOV3, dinov2_hf_config, dinov3_hf_config
 
 from medfeat.errors import CheckpointError
 

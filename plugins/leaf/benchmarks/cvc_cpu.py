@@ -76,8 +76,8 @@ def evaluate_saved(args: argparse.Namespace, variant: str) -> dict:
 
     torch.set_num_threads(args.threads)
     from medfeat_leaf.config import ImageMaskFolderConfig
-    from medfeat_leaf.data import ImageMaskFolder
-    from medfeat_leaf.head import load_trained
+    from medfeat_leaf.datasets import ImageMaskFolder
+    from medfeat_leaf.heads import load_trained
     from medfeat_leaf.train import evaluate
 
     out = Path(args.out) / variant
@@ -95,10 +95,10 @@ def run_one(args: argparse.Namespace, variant: str) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    from medfeat_leaf.backbone import PatchDescriptor2D
     from medfeat_leaf.config import ImageMaskFolderConfig, LeafConfig
-    from medfeat_leaf.data import ImageMaskFolder
-    from medfeat_leaf.head import LeafHead, load_trained
-    from medfeat_leaf.teachers import PatchDescriptor2D
+    from medfeat_leaf.datasets import ImageMaskFolder
+    from medfeat_leaf.heads import LeafHead, load_trained
     from medfeat_leaf.train import evaluate
 
     from medfeat.context import RunContext, seed_everything

@@ -57,7 +57,7 @@ def tiny():
 def blobs():
     """Generated samples: ``blobs(split, n, size)``."""
     from medfeat_leaf.config import SyntheticBlobsConfig
-    from medfeat_leaf.synthetic import SyntheticBlobs
+    from medfeat_leaf.datasets import SyntheticBlobs
 
     def make(split: str = "train", n: int = 6, size: int = 32):
         cfg = SyntheticBlobsConfig(size_px=size, n_train=n, n_validation=n, n_test=n)

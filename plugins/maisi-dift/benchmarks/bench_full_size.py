@@ -33,11 +33,13 @@ def _peak_rss_gib() -> float:
 
 
 def _backbone(device: str, intensity: str, splits: int):
-    from medfeat_maisi_dift.backbone import MaisiDiftBackbone
+    from medfeat_maisi_dift.backbone import make_maisi_dift
     from medfeat_maisi_dift.config import MaisiDiftConfig
 
+    from medfeat.api import RunContext
+
     cfg = MaisiDiftConfig(random_weights=True, intensity=intensity, autoencoder_num_splits=splits)
-    return MaisiDiftBackbone(cfg, device=device, seed=0)
+    return make_maisi_dift(cfg, RunContext(device=device, seed=0))  # warns: random weights
 
 
 def _match(fa, fb, queries, candidates: str, box_mm: float | None = None) -> float:

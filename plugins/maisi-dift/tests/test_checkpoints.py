@@ -15,21 +15,8 @@ from medfeat_maisi_dift.networks import (
 )
 from medfeat_maisi_dift.testing import random_state_dict, unet_file_content
 
+from medfeat.cli.main import main
 from medfeat.errors import CheckpointError
-
-
-@pytest.mark.parametrize(
-    "name, build, spec",
-    [
-        ("maisi_v1_autoencoder", build_autoencoder, AUTOENCODER_V1),
-        ("maisi_v1_diffusion_unet", build_unet, UNET_V1),
-    ],
-)
-def test_architecture_equals_manifest(name, build, spec, manifest):
-    with torch.device("meta"):
-        module = build(spec)
-    shapes = {k: list(v.shape) for k, v in module.state_dict().items()}
-    assert shapes == manifest(name)  # every key and shape, in order
 
 
 def test_full_size_autoencoder_loads_strictly(tmp_path, manifest):
@@ -111,3 +98,17 @@ def test_refuses_other_architecture_with_details(tiny_files, manifest):
     )
     torch.save({"state_dict": unet.state_dict()}, folder / "wrapped.pt")
     assert "should be a dict with keys" in refusal(load_unet_weights, unet, folder / "wrapped.pt")
+
+
+def test_unreadable_checkpoint_from_yaml_exits_2(tmp_path, capsys):
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "kind: correspondence\ndata: {name: breathing-phantom, shape: [24, 32, 32]}\n"
+        "backbone: {name: maisi-dift, autoencoder_checkpoint: x.pt, unet_checkpoint: x.pt}\n"
+        "matcher: {name: meddift-matcher}\n"
+    )  # relative checkpoint paths: next to the pipeline file
+    assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr()
+    assert "could not be read" in err.out + err.err and str(bad) in err.out + err.err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,7 @@ import torch.nn.functional as F
 from medfeat_maisi_dift.config import MedDiftMatcherConfig
 from medfeat_maisi_dift.matcher import MedDiftMatcher
 
+from medfeat.cli.main import main
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.geometry import Grid, Image, PointSet
 
@@ -78,3 +82,73 @@ def test_finest_level_candidates_lie_on_the_level_grid():
     got = MedDiftMatcher(MedDiftMatcherConfig(candidates="finest-level")).match(fa, fa, PointSet(q))
     idx = fa.levels[1].grid.world_to_array_index(got.points.points)
     np.testing.assert_allclose(idx, np.round(idx), atol=1e-9)
+
+
+# ----------------------------------------------- other backbones' features, from YAML
+PHANTOM = """
+data:
+  name: breathing-phantom
+  shape: [24, 32, 32]
+  spacing_mm: 4.0
+  num_vessels: 12
+"""
+
+
+def run_yaml(tmp_path: Path, text: str) -> dict:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(path), "--out", str(out)]) == 0
+    (case,) = [p for p in out.iterdir() if (p / "metrics.json").is_file()]
+    return json.loads((case / "metrics.json").read_text())
+
+
+def test_mind_features_with_the_meddift_matcher(tmp_path):
+    """Weight-free features recover a known deformation through the MedDIFT matcher."""
+    metrics = run_yaml(
+        tmp_path,
+        "kind: correspondence\nrequires: [medfeat-maisi-dift]\n"
+        + PHANTOM
+        + "backbone: {name: mind-ssc, radius_vox: 1, dilation_vox: 2}\n"
+        "matcher: {name: meddift-matcher, box_half_size_mm: 12.0}\n",
+    )
+    assert metrics["tre_mm_after"]["mean"] < metrics["tre_mm_before"]["mean"]
+
+
+def test_dinov3_features_with_the_meddift_matcher(tmp_path):
+    pytest.importorskip("medfeat_dinov3", reason="the medfeat-dinov3 plugin is not installed")
+    metrics = run_yaml(
+        tmp_path,
+        "kind: correspondence\nrequires: [medfeat-maisi-dift, medfeat-dinov3]\n"
+        + PHANTOM
+        + "backbone: {name: dinov3-slices, model: tiny, random_weights: true, "
+        "slice_stride_vox: 2, patch_spacing_mm: 8.0}\n"
+        "matcher: {name: meddift-matcher, box_half_size_mm: 12.0}\n",
+    )
+    assert metrics["num_queries"] == metrics["tre_mm_after"]["n"]
+    # each match lies in the 12 mm box around its query
+    assert metrics["tre_mm_after"]["max"] <= metrics["tre_mm_before"]["max"] + 12 * 3**0.5
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_lung4dct_pair_all_landmarks(shared_data, tiny_config):
+    from medfeat_maisi_dift.backbone import MaisiDiftBackbone
+    from medfeat_maisi_dift.config import MedDiftMatcherConfig
+    from medfeat_maisi_dift.matcher import MedDiftMatcher
+
+    from medfeat.builtins.datasets import Lung4DCTConfig, Lung4DCTDataset
+
+    ds = Lung4DCTDataset(Lung4DCTConfig(root=shared_data / "lung4dct", cases=["case_002"]))
+    case = next(ds.registration_cases())
+    bb = MaisiDiftBackbone(tiny_config(size_multiple_vox=128), seed=0)
+    fa, fb = bb.extract(case.fixed), bb.extract(case.moving)
+    # 160x128x160 voxels stretch to 128^3 (round(1.25) = 1): the finest level is 32^3
+    assert fa.levels[3].data.shape[1:] == (32, 32, 32)
+    m = MedDiftMatcher(MedDiftMatcherConfig(box_half_size_mm=10.0)).match(fa, fb, case.fixed_points)
+    pts = m.points.points
+    assert pts.shape == (375, 3)
+    # every match is a voxel of T50 within the box around its query
+    idx = case.moving.grid.world_to_array_index(pts)
+    np.testing.assert_allclose(idx, np.round(idx), atol=1e-6)
+    assert np.all(np.abs(pts - case.fixed_points.points) <= 10.0 + 1e-6)

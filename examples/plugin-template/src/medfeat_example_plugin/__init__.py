@@ -1,18 +1,11 @@
-"""A minimal medfeat plugin.
+"""A minimal medfeat plugin: registration only.
 
-The module stays light: it imports only medfeat.api (hook marker, config base) and pydantic.
-Numerical code is imported inside the factory, when the component is built.
+This entry module stays light: it imports medfeat.api and the plugin's config models (pydantic).
+Numerical code (numpy, torch) is imported inside the factory, when the component is built.
 """
 
-from pydantic import Field
-
-from medfeat.api import ConfigModel, hookimpl
-
-
-class CentreOfMassConfig(ConfigModel):
-    threshold: float = Field(
-        0.0, description="Only voxels above this feature value count towards the centre."
-    )
+from medfeat.api import hookimpl
+from medfeat_example_plugin.config import CentreOfMassConfig
 
 
 def make_centre_of_mass(config: CentreOfMassConfig, context):

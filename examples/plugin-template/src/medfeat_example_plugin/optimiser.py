@@ -1,11 +1,12 @@
-"""A constant displacement that aligns the centres of mass of the first feature channel."""
+"""A deformable optimiser: the constant displacement that aligns the feature centres of mass."""
 
 import numpy as np
 
-from medfeat.api import DisplacementField, RegistrationResult
+from medfeat.api import DisplacementField, FeatureLevel, Image, RegistrationResult
 
 
-def _centre_of_mass_world(level, threshold: float) -> np.ndarray:
+def centre_of_mass_mm(level: FeatureLevel, threshold: float) -> np.ndarray:
+    """World (mm) centre of mass of the level's first channel, over voxels above ``threshold``."""
     weights = level.data[0].detach().cpu().numpy().astype(np.float64)
     weights = np.where(weights > threshold, weights, 0.0)
     idx = np.stack(np.meshgrid(*[np.arange(s) for s in weights.shape], indexing="ij"), axis=-1)
@@ -14,18 +15,18 @@ def _centre_of_mass_world(level, threshold: float) -> np.ndarray:
 
 
 class CentreOfMassTranslation:
+    """Moves the fixed image's feature centre of mass onto the moving image's."""
+
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
 
-    def register(self, fixed, moving, features_fixed, features_moving, **_):
-        shift = _centre_of_mass_world(
-            features_moving.levels[0], self.threshold
-        ) - _centre_of_mass_world(features_fixed.levels[0], self.threshold)
-        data = np.broadcast_to(
-            shift.reshape(-1, *([1] * fixed.grid.ndim)), (fixed.grid.ndim, *fixed.grid.shape)
-        )
-        forward = DisplacementField(np.array(data), fixed.grid)
-        inverse = DisplacementField(np.array(-data), fixed.grid, mapping="moving_to_fixed")
+    def register(self, fixed: Image, moving: Image, features_fixed, features_moving, **_):
+        shift_mm = centre_of_mass_mm(features_moving.levels[0], self.threshold)
+        shift_mm = shift_mm - centre_of_mass_mm(features_fixed.levels[0], self.threshold)
+        grid = fixed.grid
+        data = np.broadcast_to(shift_mm.reshape(-1, *([1] * grid.ndim)), (grid.ndim, *grid.shape))
+        forward = DisplacementField(np.array(data), grid)
+        inverse = DisplacementField(np.array(-data), grid, mapping="moving_to_fixed")
         return RegistrationResult(
-            forward, inverse, {"translation_mm": float(np.linalg.norm(shift))}
+            forward, inverse, {"translation_mm": float(np.linalg.norm(shift_mm))}
         )

@@ -21,19 +21,19 @@ def _bbox(config: cfg.BBoxCoordinatesConfig, context: Any) -> Any:
 
 
 def _bpr(config: cfg.BPRCoordinatesConfig, context: Any) -> Any:
-    from medfeat_bpr_diffusion.bpreg import make_bpr
+    from medfeat_bpr_diffusion.coordinates import make_bpr
 
     return make_bpr(config, context)
 
 
 def _ape(config: cfg.APECoordinatesConfig, context: Any) -> Any:
-    from medfeat_bpr_diffusion.ape import make_ape
+    from medfeat_bpr_diffusion.coordinates import make_ape
 
     return make_ape(config, context)
 
 
 def _ape_exported(config: cfg.APEExportedConfig, context: Any) -> Any:
-    from medfeat_bpr_diffusion.ape import make_ape_exported
+    from medfeat_bpr_diffusion.coordinates import make_ape_exported
 
     return make_ape_exported(config, context)
 

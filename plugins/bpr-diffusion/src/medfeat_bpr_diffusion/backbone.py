@@ -16,10 +16,10 @@ from medfeat.api import CheckpointError, ConfigError, FeatureLevel, FeatureMap, 
 from medfeat_bpr_diffusion.checkpoints import SOURCE
 from medfeat_bpr_diffusion.config import BackboneConfig, PretrainConfig
 from medfeat_bpr_diffusion.coordinates import build_provider, coordinates_on_grid
+from medfeat_bpr_diffusion.networks import DiffusionUNet3d
 from medfeat_bpr_diffusion.preprocess import preprocess
 from medfeat_bpr_diffusion.pretrain import build_from_checkpoint, make_scheduler
 from medfeat_bpr_diffusion.tiling import sliding_average
-from medfeat_bpr_diffusion.unet import DiffusionUNet3d
 
 
 class BPRDiffusionBackbone:
@@ -38,6 +38,10 @@ class BPRDiffusionBackbone:
                 unet=config.unet,
                 diffusion=config.diffusion,
                 patch_size_vox=config.patch_size_vox or PretrainConfig().patch_size_vox,
+            )
+            # the U-Net is built (seeded) at the first image; its features are not a result
+            context.note_random_weights(
+                f"bpr-diffusion backbone DiffusionUNet3d (seed {context.seed})"
             )
         else:
             raise CheckpointError(

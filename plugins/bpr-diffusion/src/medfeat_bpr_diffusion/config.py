@@ -102,8 +102,10 @@ class UNetConfig(ConfigModel):
     base_channels: int = Field(64, ge=4, description="Channels of the first level.")
     channel_mults: tuple[int, ...] = Field((1, 2, 4, 8), description="Channel factor per level.")
     num_res_blocks: int = Field(2, ge=1, description="ResNet blocks per level.")
-    attention_heads: int = Field(4, ge=1)
-    attention_head_channels: int = Field(32, ge=4)
+    attention_heads: int = Field(4, ge=1, description="Heads of every attention block (count).")
+    attention_head_channels: int = Field(
+        32, ge=4, description="Channels per attention head (count)."
+    )
     groups: int = Field(8, ge=1, description="GroupNorm groups.")
     attention: Literal["paper", "none", "linear", "full"] = Field(
         "paper",
@@ -113,26 +115,37 @@ class UNetConfig(ConfigModel):
 
 
 class DiffusionConfig(ConfigModel):
-    num_train_timesteps: int = Field(1000, ge=10)
-    schedule: Literal["linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"] = "linear_beta"
-    beta_start: float = 1e-4
-    beta_end: float = 2e-2
+    """DDPM noise schedule (MONAI's ``DDPMScheduler``)."""
+
+    num_train_timesteps: int = Field(1000, ge=10, description="Diffusion steps T (count).")
+    schedule: Literal["linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"] = Field(
+        "linear_beta", description="How beta grows from beta_start to beta_end over the T steps."
+    )
+    beta_start: float = Field(1e-4, description="Noise variance beta at the first step (unitless).")
+    beta_end: float = Field(2e-2, description="Noise variance beta at the last step (unitless).")
 
 
 # ----------------------------------------------------------------------------- pretrainer
 class PretrainConfig(ConfigModel):
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    """The ``bpr-ddpm`` pretrainer: a 3D DDPM on CT patches with coordinate channels."""
+
+    preprocess: PreprocessConfig = Field(
+        default_factory=PreprocessConfig,
+        description="Resampling, body crop and HU window applied to every volume.",
+    )
     coordinates: CoordinatesSection = Field(
         default_factory=lambda: ComponentRef(name="bbox-normalised"),
         description="Coordinate provider whose maps are concatenated to the noisy patch.",
     )
-    unet: UNetConfig = Field(default_factory=UNetConfig)
-    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    unet: UNetConfig = Field(default_factory=UNetConfig, description="The 3D DDPM U-Net's sizes.")
+    diffusion: DiffusionConfig = Field(
+        default_factory=DiffusionConfig, description="DDPM noise schedule."
+    )
     patch_size_vox: tuple[int, int, int] = Field(
         (32, 128, 128), description="Training patch, numpy order (k, j, i)."
     )
-    batch_size: int = Field(1, ge=1)
-    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(1, ge=1, description="Patches per optimiser step (per process).")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate (per step).")
     max_steps: int = Field(100_000, ge=1, description="Optimiser steps (the paper: 3000 epochs).")
     max_wall_time_min: float | None = Field(
         None, gt=0, description="Stop (with a checkpoint) after this many minutes."
@@ -141,12 +154,20 @@ class PretrainConfig(ConfigModel):
         8, ge=1, description="Patches drawn from a volume before streaming the next one."
     )
     cache_volumes: int = Field(2, ge=1, description="Preprocessed volumes kept in memory.")
-    ema_decay: float = Field(0.999, ge=0, lt=1)
-    checkpoint_every_steps: int = Field(500, ge=1)
+    ema_decay: float = Field(
+        0.999, ge=0, lt=1, description="Decay of the EMA weights per step (unitless)."
+    )
+    checkpoint_every_steps: int = Field(
+        500, ge=1, description="Period of the resumable checkpoint (optimiser steps)."
+    )
     resume: bool = Field(True, description="Continue from out_dir/checkpoints/last.pt if present.")
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
-    grad_clip: float | None = Field(1.0, gt=0)
-    log_every_steps: int = Field(50, ge=1)
+    grad_clip: float | None = Field(
+        1.0, gt=0, description="Gradient-norm clipping threshold (L2 norm); null: no clipping."
+    )
+    log_every_steps: int = Field(
+        50, ge=1, description="Period of the mean-loss log line (optimiser steps)."
+    )
 
     @field_validator("patch_size_vox")
     @classmethod
@@ -158,6 +179,8 @@ class PretrainConfig(ConfigModel):
 
 # ----------------------------------------------------------------------------- backbone
 class BackboneConfig(ConfigModel):
+    """The ``bpr-diffusion`` backbone: frozen DDPM U-Net decoder features."""
+
     checkpoint: Path | None = Field(
         None, description="A checkpoint written by the `bpr-ddpm` pretrainer (`last.pt`)."
     )
@@ -182,24 +205,38 @@ class BackboneConfig(ConfigModel):
     )
     noise_seed: int = Field(0, description="Seed of the (fixed) noise added at each timestep.")
     # only used with random_init (a checkpoint carries its own)
-    unet: UNetConfig = Field(default_factory=UNetConfig)
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    coordinates: CoordinatesSection = Field(
-        default_factory=lambda: ComponentRef(name="bbox-normalised")
+    unet: UNetConfig = Field(
+        default_factory=UNetConfig,
+        description="random_init only: the U-Net's sizes (a checkpoint carries its own).",
     )
-    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    preprocess: PreprocessConfig = Field(
+        default_factory=PreprocessConfig,
+        description="random_init only: preprocessing (a checkpoint carries its own).",
+    )
+    coordinates: CoordinatesSection = Field(
+        default_factory=lambda: ComponentRef(name="bbox-normalised"),
+        description="random_init only: coordinate provider (a checkpoint carries its own).",
+    )
+    diffusion: DiffusionConfig = Field(
+        default_factory=DiffusionConfig,
+        description="random_init only: noise schedule (a checkpoint carries its own).",
+    )
 
 
 # ----------------------------------------------------------------------------- heads
 class ProbeConfig(ConfigModel):
+    """The ``fpn-probe`` and ``linear-probe`` heads, trained on frozen backbone features."""
+
     label_ids: list[int] | None = Field(
         None, description="Label values to segment (default: every non-zero label in training)."
     )
     hidden_channels: int = Field(128, ge=1, description="FPN channels (fpn-probe only).")
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate (per step).")
     steps: int = Field(45_000, ge=1, description="Optimiser steps (vox2vec: 150 x 300).")
-    max_wall_time_min: float | None = Field(None, gt=0)
-    batch_size: int = Field(7, ge=1)
+    max_wall_time_min: float | None = Field(
+        None, gt=0, description="Stop training after this many minutes; null: no bound."
+    )
+    batch_size: int = Field(7, ge=1, description="Crops per optimiser step (count).")
     crop_size_vox: tuple[int, int, int] = Field(
         (32, 128, 128), description="Training crop on the finest feature grid (numpy order)."
     )
@@ -215,7 +252,11 @@ class ProbeConfig(ConfigModel):
 
 # ----------------------------------------------------------------------------- datasets
 class CTVolumesConfig(ConfigModel):
-    paths: list[str] = Field(min_length=1, description="Files or glob patterns of CT volumes.")
+    paths: list[Path] = Field(
+        min_length=1,
+        description="Files or glob patterns of CT volumes; relative ones resolve against the "
+        "YAML file's folder.",
+    )
     unit_range_hu: tuple[float, float] | None = Field(
         None,
         description="For images already scaled to [0, 1] (e.g. lung4dct): the HU range they were "

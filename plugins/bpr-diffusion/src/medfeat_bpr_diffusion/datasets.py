@@ -20,9 +20,8 @@ class CTVolumes:
         self.config = config
         paths: list[Path] = []
         for pattern in config.paths:
-            hits = (
-                sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-            )
+            text = str(pattern)
+            hits = sorted(glob.glob(text, recursive=True)) if glob.has_magic(text) else [text]
             paths += [Path(p) for p in hits]
         missing = [str(p) for p in paths if not p.exists()]
         if not paths or missing:
@@ -30,7 +29,8 @@ class CTVolumes:
                 f"ct-volumes found no files for {config.paths}"
                 + (f" (missing: {', '.join(missing[:3])})" if missing else "")
                 + ".",
-                remedy="Check data.paths (files or glob patterns, relative to the working folder).",
+                remedy="Check data.paths (files or glob patterns; relative ones are relative to "
+                "the pipeline file's folder).",
             )
         self.paths = paths
 

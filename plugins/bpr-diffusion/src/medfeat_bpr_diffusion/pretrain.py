@@ -27,8 +27,8 @@ from medfeat.api import (
 from medfeat_bpr_diffusion.checkpoints import DDPM_FORMAT, read_ddpm_checkpoint
 from medfeat_bpr_diffusion.config import DiffusionConfig, PretrainConfig
 from medfeat_bpr_diffusion.coordinates import build_provider, coordinates_on_grid
+from medfeat_bpr_diffusion.networks import DiffusionUNet3d
 from medfeat_bpr_diffusion.preprocess import preprocess
-from medfeat_bpr_diffusion.unet import DiffusionUNet3d
 
 
 def make_scheduler(config: DiffusionConfig) -> Any:

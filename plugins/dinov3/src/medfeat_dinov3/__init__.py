@@ -18,30 +18,27 @@ __version__ = "0.1.0"
 
 
 def make_dinov3_slices(config: Dinov3SlicesConfig, context):
-    from medfeat_dinov3.backbone import SliceBackbone
-    from medfeat_dinov3.checkpoints import load_dinov3
+    from medfeat_dinov3.backbone import make_dinov3_slices
 
-    return SliceBackbone(config, load_dinov3(config), context.device, name="dinov3")
+    return make_dinov3_slices(config, context)
 
 
 def make_dinov2_slices(config: Dinov2SlicesConfig, context):
-    from medfeat_dinov3.backbone import SliceBackbone
-    from medfeat_dinov3.checkpoints import load_dinov2
+    from medfeat_dinov3.backbone import make_dinov2_slices
 
-    return SliceBackbone(config, load_dinov2(config), context.device, name="dinov2")
+    return make_dinov2_slices(config, context)
 
 
 def make_dinov3_2d(config: Dinov3ImageConfig, context):
-    from medfeat_dinov3.checkpoints import load_dinov3
-    from medfeat_dinov3.image2d import ImageBackbone2D
+    from medfeat_dinov3.backbone import make_dinov3_2d
 
-    return ImageBackbone2D(config, load_dinov3(config), context.device, name="dinov3-2d")
+    return make_dinov3_2d(config, context)
 
 
 def make_label_mapped_files(config: LabelMappedFilesConfig, context):
-    from medfeat_dinov3.datasets import LabelMappedFiles
+    from medfeat_dinov3.datasets import make_label_mapped_files
 
-    return LabelMappedFiles(config)
+    return make_label_mapped_files(config, context)
 
 
 @hookimpl

@@ -1,4 +1,10 @@
-"""The slice backbone: a frozen 2D ViT run over the slices of a 3D image, features with geometry."""
+"""The plugin's backbones: frozen 2D ViTs on the slices of a 3D image, and on 2D images.
+
+* ``dinov3-slices`` / ``dinov2-slices``: :class:`SliceBackbone`, the ViT run over the slices of one
+  plane of a volume, its tokens a 3D feature map with geometry;
+* ``dinov3-2d``: :class:`ImageBackbone2D`, patch tokens of a resized RGB image with geometry, and a
+  batched ``tokens`` method that 2D consumers such as LEAF's distillation use directly.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,24 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from medfeat.api import ConfigError, DataError, FeatureLevel, FeatureMap, Image, imagenet_normalise
-from medfeat_dinov3.checkpoints import SliceModel
-from medfeat_dinov3.config import SliceEncodingConfig
+from medfeat.api import (
+    ConfigError,
+    DataError,
+    FeatureLevel,
+    FeatureMap,
+    Image,
+    imagenet_normalise,
+    rgb01,
+)
+from medfeat_dinov3.checkpoints import load_dinov2, load_dinov3
+from medfeat_dinov3.config import (
+    Dinov2SlicesConfig,
+    Dinov3ImageConfig,
+    Dinov3SlicesConfig,
+    Dinov3WeightsConfig,
+    SliceEncodingConfig,
+)
+from medfeat_dinov3.networks import SliceModel
 from medfeat_dinov3.slicing import (
     fill_between,
     normalise_intensity,
@@ -121,3 +142,65 @@ class SliceBackbone:
         data = fill_between(tokens, anchors, volume.shape[0])
         level = FeatureLevel(data, token_grid(view.grid, patches), f"{self.name}-tokens")
         return FeatureMap([level], source=image)
+
+
+class ImageBackbone2D:
+    """Patch tokens of a frozen 2D ViT for square-resized RGB images."""
+
+    def __init__(
+        self, config: Dinov3ImageConfig, model: SliceModel, device: str = "cpu", name: str = ""
+    ) -> None:
+        if config.image_size_px % model.patch_size:
+            raise ConfigError(
+                f"{name}: image_size_px {config.image_size_px} is not a multiple of the patch size "
+                f"{model.patch_size}.",
+                key_path="backbone.image_size_px",
+                remedy=f"Use a multiple of {model.patch_size}, e.g. "
+                f"{model.patch_size * max(1, round(config.image_size_px / model.patch_size))}.",
+            )
+        self.config, self.model, self.name = config, model, name
+        self.device = torch.device(device)
+        self.model.module.to(self.device).eval().requires_grad_(False)
+
+    @property
+    def dim(self) -> int:
+        return self.model.hidden_size
+
+    def tokens(self, rgb: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` in [0, 1] -> ``[B, D, n, n]`` with ``n = image_size_px / patch``."""
+        size = self.config.image_size_px
+        x = F.interpolate(rgb.float(), size=(size, size), mode="bicubic", align_corners=False)
+        x = imagenet_normalise(x.clamp(0, 1)).to(self.device)
+        dtype = autocast_dtype(self.config.precision, self.device)
+        ctx = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            hidden = self.model.module(pixel_values=x).last_hidden_state
+        n = size // self.model.patch_size
+        tokens = hidden[:, self.model.num_prefix_tokens :].float()
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, n, n).cpu()
+
+    def extract(self, image: Image) -> FeatureMap:
+        tok = self.tokens(rgb01(image)[None])[0]
+        grid = image.grid.resized(tuple(tok.shape[-2:]))  # same physical box, one voxel per token
+        return FeatureMap([FeatureLevel(tok, grid, f"{self.name}-tokens")], source=image)
+
+
+def _note_random_weights(context, component: str, config: Dinov3WeightsConfig | Dinov2SlicesConfig):
+    """Record in the run's context that ``component`` runs on a randomly initialised ViT."""
+    if config.random_weights:  # config validation refuses random_weights with a checkpoint
+        context.note_random_weights(f"{component} {config.model} ViT (seed {config.random_seed})")
+
+
+def make_dinov3_slices(config: Dinov3SlicesConfig, context) -> SliceBackbone:
+    _note_random_weights(context, "dinov3-slices", config)
+    return SliceBackbone(config, load_dinov3(config), context.device, name="dinov3")
+
+
+def make_dinov2_slices(config: Dinov2SlicesConfig, context) -> SliceBackbone:
+    _note_random_weights(context, "dinov2-slices", config)
+    return SliceBackbone(config, load_dinov2(config), context.device, name="dinov2")
+
+
+def make_dinov3_2d(config: Dinov3ImageConfig, context) -> ImageBackbone2D:
+    _note_random_weights(context, "dinov3-2d", config)
+    return ImageBackbone2D(config, load_dinov3(config), context.device, name="dinov3-2d")

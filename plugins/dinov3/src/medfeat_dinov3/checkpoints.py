@@ -6,7 +6,6 @@ tensors, renamed; METHODS.md section 2) and loaded with ``strict=True``. Nothing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,16 +16,16 @@ from medfeat.api import (
     load_state_dict_strict,
     read_state_dict,
 )
-from medfeat_dinov3.architectures import (
+from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3WeightsConfig
+from medfeat_dinov3.networks import (
     DINOV2_REG,
     DINOV3,
+    DINOV3_ROPE_BASE,
+    SliceModel,
     VitSpec,
-    dinov2_hf_config,
-    dinov3_hf_config,
-    official_dinov3_keys,
-    rope_periods,
+    build_dinov2,
+    build_dinov3,
 )
-from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3WeightsConfig
 
 DINOV3_SOURCE = (
     "Official DINOv3 weights are gated: request access at https://ai.meta.com/dinov3/ "
@@ -39,23 +38,72 @@ DINOV2_SOURCE = (
 )
 
 
-@dataclass
-class SliceModel:
-    """A frozen 2D ViT and what is needed to read its patch tokens."""
-
-    module: torch.nn.Module
-    patch_size: int
-    num_prefix_tokens: int
-    hidden_size: int
-    description: str
-
-
 def _read_state(path: Path, what: str, source: str) -> dict:
     """The flat state dict of a ``.pth``/``.bin``/``.safetensors`` file (unwrapped from ``model``
     or ``state_dict``); files far too small for ViT weights are refused before reading."""
     return read_state_dict(
         path, what=what, remedy=source, nested=("model", "state_dict"), min_bytes=4096
     )
+
+
+def official_dinov3_keys(spec: VitSpec) -> dict[str, tuple[int, ...]]:
+    """Every key and shape of an official Meta DINOv3 ``.pth`` for ``spec``."""
+    c, r = spec.hidden_size, spec.num_register_tokens
+    keys: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, c),
+        "storage_tokens": (1, r, c),
+        "mask_token": (1, c),
+        "patch_embed.proj.weight": (c, 3, spec.patch_size, spec.patch_size),
+        "patch_embed.proj.bias": (c,),
+        "rope_embed.periods": (spec.head_dim // 4,),
+    }
+    for n in range(spec.num_layers):
+        b = f"blocks.{n}."
+        keys.update(
+            {
+                b + "norm1.weight": (c,),
+                b + "norm1.bias": (c,),
+                b + "attn.qkv.weight": (3 * c, c),
+                b + "attn.qkv.bias": (3 * c,),
+                b + "attn.qkv.bias_mask": (3 * c,),
+                b + "attn.proj.weight": (c, c),
+                b + "attn.proj.bias": (c,),
+                b + "ls1.gamma": (c,),
+                b + "norm2.weight": (c,),
+                b + "norm2.bias": (c,),
+                b + "ls2.gamma": (c,),
+            }
+        )
+        h = spec.intermediate_size
+        if spec.gated_mlp:
+            keys.update(
+                {
+                    b + "mlp.w1.weight": (h, c),
+                    b + "mlp.w1.bias": (h,),
+                    b + "mlp.w2.weight": (h, c),
+                    b + "mlp.w2.bias": (h,),
+                    b + "mlp.w3.weight": (c, h),
+                    b + "mlp.w3.bias": (c,),
+                }
+            )
+        else:
+            keys.update(
+                {
+                    b + "mlp.fc1.weight": (h, c),
+                    b + "mlp.fc1.bias": (h,),
+                    b + "mlp.fc2.weight": (c, h),
+                    b + "mlp.fc2.bias": (c,),
+                }
+            )
+    keys["norm.weight"] = (c,)
+    keys["norm.bias"] = (c,)
+    return keys
+
+
+def rope_periods(spec: VitSpec) -> torch.Tensor:
+    """The official RoPE ``periods`` buffer: base ** (2 i / (head_dim / 2)), i < head_dim / 4."""
+    d = spec.head_dim
+    return DINOV3_ROPE_BASE ** (2 * torch.arange(d // 4, dtype=torch.float32) / (d // 2))
 
 
 def official_to_hf(state: dict, spec: VitSpec) -> dict:
@@ -152,45 +200,6 @@ def _check_hf_config(found: dict, expected, path: Path, source: str) -> None:
             f"{path}/config.json does not describe the chosen model: {', '.join(diff)}.",
             remedy="Set `model` to the architecture of the folder. " + source,
         )
-
-
-def _materialise(module: torch.nn.Module, seed: int | None) -> torch.nn.Module:
-    """Allocate a module built on the ``meta`` device: random weights when ``seed`` is given
-    (normal(0, 0.02) matrices, unit norms and layer scales, zero biases), else uninitialised memory
-    that a strict state-dict load fills. Much faster than transformers' own initialisation."""
-    module = module.to_empty(device="cpu")
-    rope = getattr(module, "rope_embeddings", None)
-    if rope is not None:  # the only non-persistent buffer (DINOv3); as transformers computes it
-        rope.inv_freq = 1 / rope.base ** torch.arange(0, 1, 4 / rope.head_dim, dtype=torch.float32)
-    if seed is not None:
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, p in module.named_parameters():
-                if name.endswith("bias"):
-                    p.zero_()
-                elif p.ndim == 1:  # norms and layer scales
-                    p.fill_(1.0)
-                else:
-                    p.copy_(0.02 * torch.randn(p.shape, generator=gen))
-    return module.eval()
-
-
-def build_dinov3(spec: VitSpec, seed: int | None = None) -> torch.nn.Module:
-    """``DINOv3ViTModel`` of ``spec``: random (``seed``) or allocated for a strict load."""
-    from transformers import DINOv3ViTModel
-
-    with torch.device("meta"):
-        module = DINOv3ViTModel(dinov3_hf_config(spec))
-    return _materialise(module, seed)
-
-
-def build_dinov2(spec: VitSpec, seed: int | None = None) -> torch.nn.Module:
-    """``Dinov2WithRegistersModel`` of ``spec``: random (``seed``) or allocated for a strict load."""
-    from transformers import Dinov2WithRegistersModel
-
-    with torch.device("meta"):
-        module = Dinov2WithRegistersModel(dinov2_hf_config(spec))
-    return _materialise(module, seed)
 
 
 def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from medfeat.api import ConfigModel
+from medfeat.api import ConfigModel, InputPath
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -45,12 +44,13 @@ class SliceEncodingConfig(ConfigModel):
     ct_window_centre_hu: float = Field(50.0, description="CT window centre (HU).")
     ct_window_width_hu: float = Field(400.0, gt=0, description="CT window width (HU).")
     mr_percentiles: tuple[float, float] = Field(
-        (0.5, 99.5), description="MR: clip to these percentiles, then map to [0, 1]."
+        (0.5, 99.5), description="MR: clip to these percentiles (%), then map to [0, 1]."
     )
     uniform_tolerance: float = Field(
         1e-6,
         ge=0,
-        description="Slices whose normalised range is below this are not encoded (zero features).",
+        description="Slices whose range of normalised intensity ([0, 1] units) is below this are "
+        "not encoded (zero features).",
     )
     batch_slices: int = Field(4, ge=1, description="Slices encoded per forward pass.")
     precision: Precision = Field(
@@ -58,21 +58,35 @@ class SliceEncodingConfig(ConfigModel):
     )
 
 
-class Dinov3WeightsConfig(ConfigModel):
+class RandomOrCheckpoint(ConfigModel):
+    """Refuses a checkpoint together with random_weights: the run uses one of them."""
+
+    @model_validator(mode="after")
+    def _one_weight_source(self):
+        if self.checkpoint is not None and self.random_weights:
+            raise ValueError(
+                "give checkpoint or random_weights: true, not both (set checkpoint: null "
+                "for a run with random weights)"
+            )
+        return self
+
+
+class Dinov3WeightsConfig(RandomOrCheckpoint):
     """Which DINOv3 network and where its weights are (local files only)."""
 
     model: Literal["vit-s16", "vit-b16", "vit-l16", "vit-h16plus", "tiny"] = Field(
         "vit-l16", description="Architecture; `tiny` (2 layers, 64 dims) is for tests only."
     )
-    checkpoint: Path | None = Field(
+    checkpoint: InputPath | None = Field(
         None,
-        description="Local official Meta .pth file or Hugging Face DINOv3ViTModel directory.",
+        description="Local official Meta .pth file or Hugging Face DINOv3ViTModel directory "
+        "(relative: to the pipeline file's folder).",
     )
     random_weights: bool = Field(
         False,
         description="Use random weights instead of a checkpoint (tests/benchmarks; never a result).",
     )
-    random_seed: int = Field(0, description="Seed of the random weights.")
+    random_seed: int = Field(0, description="Seed of the random weights (with random_weights).")
 
 
 class Dinov3SlicesConfig(SliceEncodingConfig, Dinov3WeightsConfig):
@@ -93,37 +107,55 @@ class Dinov3ImageConfig(Dinov3WeightsConfig):
     )
 
 
-class Dinov2SlicesConfig(SliceEncodingConfig):
+class Dinov2SlicesConfig(SliceEncodingConfig, RandomOrCheckpoint):
+    """DINOv2-with-registers on the slices of a 3D volume (DINO-Reg's backbone)."""
+
     model: Literal["vit-s14-reg", "vit-b14-reg", "vit-l14-reg", "vit-g14-reg", "tiny"] = Field(
         "vit-l14-reg", description="DINOv2-with-registers architecture (DINO-Reg uses ViT-L/14)."
     )
-    checkpoint: Path | None = Field(
-        None, description="Local Hugging Face Dinov2WithRegistersModel directory."
+    checkpoint: InputPath | None = Field(
+        None,
+        description="Local Hugging Face Dinov2WithRegistersModel directory (relative: to the "
+        "pipeline file's folder).",
     )
     random_weights: bool = Field(
         False,
         description="Use random weights instead of a checkpoint (tests/benchmarks; never a result).",
     )
-    random_seed: int = Field(0, description="Seed of the random weights.")
+    random_seed: int = Field(0, description="Seed of the random weights (with random_weights).")
 
 
 class LabelMappedFilesConfig(ConfigModel):
     """A fixed/moving pair whose label maps use different ids (e.g. TotalSegmentator CT vs MR)."""
 
-    fixed: Path
-    moving: Path
-    fixed_labels: Path
-    moving_labels: Path
+    fixed: InputPath = Field(
+        description="Fixed image file (NIfTI/NRRD/MHA; relative: to the pipeline file's folder)."
+    )
+    moving: InputPath = Field(
+        description="Moving image file (NIfTI/NRRD/MHA; relative: to the pipeline file's folder)."
+    )
+    fixed_labels: InputPath = Field(
+        description="Label map of the fixed image, on its grid (ids as in fixed_label_map)."
+    )
+    moving_labels: InputPath = Field(
+        description="Label map of the moving image, on its grid (ids as in moving_label_map)."
+    )
     fixed_label_map: dict[int, list[int]] = Field(
         description="Shared label id -> the fixed label ids merged into it; unlisted ids become 0."
     )
     moving_label_map: dict[int, list[int]] = Field(
         description="Shared label id -> the moving label ids merged into it; unlisted ids become 0."
     )
-    fixed_mask: Path | None = None
+    fixed_mask: InputPath | None = Field(
+        None,
+        description="Optional mask of the fixed image (non-zero = inside), on its grid; "
+        "relative: to the pipeline file's folder.",
+    )
     initial_alignment: Literal["none", "image-centres", "body-centroids"] = Field(
         "none",
         description="Translate the moving image (and its labels) in world space before registration: "
         "match image centres or centroids of the automatic body masks (no labels are used).",
     )
-    case_id: str = "case"
+    case_id: str = Field(
+        "case", description="Name of the case: its output folder and its key in metrics.json."
+    )

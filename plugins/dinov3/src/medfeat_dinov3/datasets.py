@@ -45,6 +45,8 @@ def translated(image: Image, offset_mm: np.ndarray) -> Image:
 
 
 class LabelMappedFiles:
+    """The ``label-mapped-files`` dataset: one case whose label maps are relabelled to shared ids."""
+
     def __init__(self, config: LabelMappedFilesConfig) -> None:
         if set(config.fixed_label_map) != set(config.moving_label_map):
             raise ConfigError(
@@ -84,3 +86,7 @@ class LabelMappedFiles:
             },
         )
         yield case
+
+
+def make_label_mapped_files(config: LabelMappedFilesConfig, context) -> LabelMappedFiles:
+    return LabelMappedFiles(config)

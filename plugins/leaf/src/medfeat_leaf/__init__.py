@@ -19,31 +19,31 @@ __version__ = "0.1.0"
 
 
 def make_leaf(config: LeafConfig, context):
-    from medfeat_leaf.head import LeafHead
+    from medfeat_leaf.heads import LeafHead
 
     return LeafHead(config, context)
 
 
 def make_patch_descriptor(config: PatchDescriptorConfig, context):
-    from medfeat_leaf.teachers import PatchDescriptor2D
+    from medfeat_leaf.backbone import PatchDescriptor2D
 
     return PatchDescriptor2D(config.patch_size_px, config.orientation_bins, config.scales)
 
 
 def make_dinov2(config: Dinov2Config, context):
-    from medfeat_leaf.teachers import Dinov2Teacher
+    from medfeat_leaf.backbone import Dinov2Teacher
 
     return Dinov2Teacher(config.model_dir, config.image_size_px, device=context.device)
 
 
 def make_folder(config: ImageMaskFolderConfig, context):
-    from medfeat_leaf.data import ImageMaskFolder
+    from medfeat_leaf.datasets import ImageMaskFolder
 
     return ImageMaskFolder(config)
 
 
 def make_blobs(config: SyntheticBlobsConfig, context):
-    from medfeat_leaf.synthetic import SyntheticBlobs
+    from medfeat_leaf.datasets import SyntheticBlobs
 
     return SyntheticBlobs(config)
 

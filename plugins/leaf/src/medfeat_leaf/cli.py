@@ -44,8 +44,8 @@ def stability(model, samples, size_px: int, device: str, seeds: int) -> dict:
 def cmd_stability(args: argparse.Namespace) -> int:
     from medfeat.api import resolve_device
     from medfeat_leaf.config import ImageMaskFolderConfig
-    from medfeat_leaf.data import ImageMaskFolder
-    from medfeat_leaf.head import load_trained
+    from medfeat_leaf.datasets import ImageMaskFolder
+    from medfeat_leaf.heads import load_trained
 
     device = resolve_device(args.device)
     data = ImageMaskFolder(

@@ -42,9 +42,13 @@ class ArchitectureConfig(ConfigModel):
 class ScheduleConfig(ConfigModel):
     """DDPM schedule (LEAF: 1000 steps, beta 0.0015 -> 0.0155, diffusers' ``linear``)."""
 
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_start: float = Field(0.0015, gt=0)
-    beta_end: float = Field(0.0155, gt=0)
+    num_train_timesteps: int = Field(1000, ge=2, description="Diffusion steps T (count).")
+    beta_start: float = Field(
+        0.0015, gt=0, description="Noise variance beta at the first step (unitless)."
+    )
+    beta_end: float = Field(
+        0.0155, gt=0, description="Noise variance beta at the last step (unitless)."
+    )
     beta_schedule: Literal["linear", "scaled_linear"] = Field(
         "linear",
         description="linear: the LEAF reference code; scaled_linear: LDM's own 'linear in sqrt space'.",
@@ -73,21 +77,27 @@ class TrainingConfig(ConfigModel):
     image_size_px: int = Field(
         256, ge=16, description="Images and masks are resized to this square size."
     )
-    batch_size: int = Field(4, ge=1)
-    max_steps: int = Field(100_000, ge=1)
+    batch_size: int = Field(4, ge=1, description="Images per optimiser step (per process).")
+    max_steps: int = Field(100_000, ge=1, description="Optimiser steps (count).")
     max_minutes: float | None = Field(
         None, gt=0, description="Wall-clock bound; training stops (and checkpoints) when reached."
     )
-    lr: float = Field(4e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(10_000, ge=0)
-    ema_decay: float = Field(0.9999, ge=0, lt=1)
-    grad_clip: float = Field(1.0, gt=0)
+    lr: float = Field(4e-5, gt=0, description="AdamW learning rate (per step).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (unitless).")
+    warmup_steps: int = Field(
+        10_000, ge=0, description="Steps of linear learning-rate warm-up (count)."
+    )
+    ema_decay: float = Field(
+        0.9999, ge=0, lt=1, description="Decay of the EMA weights per step (unitless)."
+    )
+    grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clipping threshold (L2 norm).")
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
     checkpoint_every_steps: int = Field(
         1000, ge=1, description="Atomic resumable checkpoint period."
     )
-    validate_every_steps: int = Field(2000, ge=1)
+    validate_every_steps: int = Field(
+        2000, ge=1, description="Validation Dice period (optimiser steps)."
+    )
     resume: bool = Field(
         True, description="Continue from out_dir/checkpoints/last.pt when present."
     )
@@ -100,7 +110,9 @@ class TrainingConfig(ConfigModel):
 class LeafConfig(ConfigModel):
     """The `leaf` segmentation head."""
 
-    architecture: ArchitectureConfig = Field(default_factory=ArchitectureConfig)
+    architecture: ArchitectureConfig = Field(
+        default_factory=ArchitectureConfig, description="Network sizes (preset and overrides)."
+    )
     unet_checkpoint: Path | None = Field(
         None,
         description="CompVis LDM checkpoint (.ckpt/.pt/.safetensors) or diffusers U-Net folder.",
@@ -121,9 +133,16 @@ class LeafConfig(ConfigModel):
         description="Weight of an extra L1 between the x0 estimate and the mask latent (SDSeg's "
         "L1(eps) + L1(x0): 1.0 with `prediction: epsilon`). 0: LEAF's single L1 on the target.",
     )
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    distillation: DistillationConfig = Field(default_factory=DistillationConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="DDPM noise schedule."
+    )
+    distillation: DistillationConfig = Field(
+        default_factory=DistillationConfig,
+        description="REPA-style distillation from the pipeline's backbone (the teacher).",
+    )
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="Optimisation and bookkeeping."
+    )
     threshold: float = Field(
         0.5, ge=0, le=1, description="Threshold of the decoded mask's channel mean."
     )
@@ -135,7 +154,9 @@ class PatchDescriptorConfig(ConfigModel):
     """The weight-free 2D teacher."""
 
     patch_size_px: int = Field(16, ge=2, description="Token size in pixels.")
-    orientation_bins: int = Field(8, ge=2)
+    orientation_bins: int = Field(
+        8, ge=2, description="Gradient-orientation histogram bins over 0..180 degrees (count)."
+    )
     scales: list[int] = Field(
         default_factory=lambda: [1, 2], description="Pooling scales in patches."
     )
@@ -155,8 +176,8 @@ class ImageMaskFolderConfig(ConfigModel):
     """2D images with binary masks in two folders, matched by file stem."""
 
     root: Path = Field(description="Folder holding `images/` and `masks/` (names below).")
-    images_dir: str = "images"
-    masks_dir: str = "masks"
+    images_dir: str = Field("images", description="Sub-folder of `root` holding the images.")
+    masks_dir: str = Field("masks", description="Sub-folder of `root` holding the masks.")
     mask_threshold: int = Field(
         127, ge=0, le=255, description="Mask pixels > threshold are foreground."
     )
@@ -183,9 +204,9 @@ class ImageMaskFolderConfig(ConfigModel):
 class SyntheticBlobsConfig(ConfigModel):
     """Generated frames with one elliptical blob each (for examples and tests, not a benchmark)."""
 
-    size_px: int = Field(64, ge=16)
+    size_px: int = Field(64, ge=16, description="Side of the square frames (pixels).")
     spacing_mm: float = Field(0.5, gt=0, description="Pixel spacing written to the grids.")
-    n_train: int = Field(16, ge=0)
-    n_validation: int = Field(4, ge=0)
-    n_test: int = Field(4, ge=0)
-    seed: int = 0
+    n_train: int = Field(16, ge=0, description="Training samples (count).")
+    n_validation: int = Field(4, ge=0, description="Validation samples (count).")
+    n_test: int = Field(4, ge=0, description="Test samples (count).")
+    seed: int = Field(0, description="Seed of the generator (same seed, same samples).")

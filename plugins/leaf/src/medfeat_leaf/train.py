@@ -21,9 +21,9 @@ from medfeat.api import (
     setup_distributed,
     stop_requests,
 )
+from medfeat_leaf.backbone import teacher_tokens
 from medfeat_leaf.metrics import mean_dice_iou
 from medfeat_leaf.model import LeafModel
-from medfeat_leaf.teachers import teacher_tokens
 from medfeat_leaf.tensors import image_tensor, mask_tensor, to_input_grid
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -226,8 +226,9 @@ class Trainer:
         if losses:
             tail = losses[-min(50, len(losses)) :]
             metrics["final_loss"] = {k: sum(d[k] for d in tail) / len(tail) for k in tail[0]}
+        self._load_weights(final)  # the model in memory is the one written to leaf.pt
+        model.eval()
         if validation and self.rank == 0:
-            self._load_weights(final)
             metrics["validation"] = evaluate(model, validation, cfg.image_size_px, self.device)
         return metrics
 

@@ -7,7 +7,7 @@ are imported when a component is built.
 from __future__ import annotations
 
 from medfeat.api import hookimpl
-from medfeat_maisi_dift.config import MaisiDiftConfig, MedDiftMatcherConfig
+from medfeat_maisi_dift.config import LungCTConfig, MaisiDiftConfig, MedDiftMatcherConfig
 
 __version__ = "0.1.0"
 
@@ -24,8 +24,8 @@ def _make_matcher(config: MedDiftMatcherConfig, context):
     return make_meddift_matcher(config, context)
 
 
-def _make_lungct(config, context):
-    from medfeat_maisi_dift.learn2reg import make_lungct
+def _make_lungct(config: LungCTConfig, context):
+    from medfeat_maisi_dift.datasets import make_lungct
 
     return make_lungct(config, context)
 
@@ -52,8 +52,6 @@ def medfeat_register_matchers(register):
 
 @hookimpl
 def medfeat_register_datasets(register):
-    from medfeat_maisi_dift.learn2reg import LungCTConfig
-
     register(
         "learn2reg-lungct",
         _make_lungct,

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from medfeat.api import FeatureLevel, FeatureMap, Image
 from medfeat_maisi_dift.config import MaisiDiftConfig
-
-log = logging.getLogger(__name__)
 
 
 class MaisiDiftBackbone:
@@ -32,8 +28,7 @@ class MaisiDiftBackbone:
             torch.manual_seed(seed)  # reproducible random weights; checkpoints overwrite them
             self.autoencoder = build_autoencoder(ae_spec, num_splits=config.autoencoder_num_splits)
             self.unet = build_unet(unet_spec, use_flash_attention=cuda and _has_flash())
-        if config.random_weights:
-            log.warning("maisi-dift runs on RANDOM weights: features are not meaningful.")
+        if config.random_weights:  # the factory notes it in the run's RunContext
             self.scale_factor = config.random_scale_factor
         else:
             from medfeat_maisi_dift.checkpoints import load_autoencoder_weights, load_unet_weights
@@ -130,4 +125,9 @@ def _has_flash() -> bool:
 
 
 def make_maisi_dift(config: MaisiDiftConfig, context) -> MaisiDiftBackbone:
+    """The ``maisi-dift`` backbone on the run's device; random weights are recorded in ``context``."""
+    if config.random_weights:
+        context.note_random_weights(
+            f"maisi-dift {config.architecture} networks (seed {context.seed})"
+        )
     return MaisiDiftBackbone(config, context.device, context.seed)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medfeat.api import ConfigModel
+from medfeat.api import ConfigModel, InputPath
 
 Region = Literal["head-neck", "thorax", "abdomen", "pelvis-lower-body"]
 
@@ -14,11 +14,15 @@ Region = Literal["head-neck", "thorax", "abdomen", "pelvis-lower-body"]
 class MaisiDiftConfig(ConfigModel):
     """Options of the ``maisi-dift`` backbone. Defaults reproduce the MedDIFT reference."""
 
-    autoencoder_checkpoint: str | None = Field(
-        None, description="Local MAISI v1 autoencoder file (autoencoder_epoch273.pt / _v1.pt)."
+    autoencoder_checkpoint: InputPath | None = Field(
+        None,
+        description="Local MAISI v1 autoencoder file (autoencoder_epoch273.pt / _v1.pt); "
+        "relative to the pipeline file's folder.",
     )
-    unet_checkpoint: str | None = Field(
-        None, description="Local MAISI v1 DDPM U-Net file (diff_unet_3d_ddpm.pt)."
+    unet_checkpoint: InputPath | None = Field(
+        None,
+        description="Local MAISI v1 DDPM U-Net file (diff_unet_3d_ddpm.pt); relative to the "
+        "pipeline file's folder.",
     )
     random_weights: bool = Field(
         False,
@@ -30,31 +34,43 @@ class MaisiDiftConfig(ConfigModel):
         description="'v1' = released MAISI sizes; 'tiny' = same structure, few channels (tests).",
     )
     random_scale_factor: float = Field(
-        1.0, gt=0, description="Latent scale factor used with random_weights (no checkpoint)."
+        1.0,
+        gt=0,
+        description="Latent scale factor (dimensionless) used with random_weights (no checkpoint).",
     )
-    timestep: int = Field(20, ge=0, lt=1000, description="Diffusion timestep t of the noise draw.")
+    timestep: int = Field(
+        20, ge=0, lt=1000, description="DDPM timestep t (step index, 0..999) of the noise draw."
+    )
     levels: list[int] = Field(
-        [0, 1, 2, 3], min_length=1, description="Up-block outputs to return (0 = deepest, 512 ch)."
+        [0, 1, 2, 3],
+        min_length=1,
+        description="Up-block outputs to return (indices 0..3; 0 = deepest, 512 channels).",
     )
     posterior: Literal["sample", "mean"] = Field(
         "sample",
         description="'sample' = mu + sigma*eps (reference); 'mean' = mu (departure, deterministic).",
     )
     num_noise_draws: int = Field(
-        1, ge=1, description="Average features over this many noise draws (departure, as in DIFT)."
+        1,
+        ge=1,
+        description="Average features over this many noise draws (count; departure, as in DIFT).",
     )
     spacing_input: Literal["original", "resized"] = Field(
         "original",
         description="Spacing given to the U-Net: the file's (reference) or the resized volume's "
         "(departure).",
     )
-    top_region: Region = Field("thorax", description="Top body-region conditioning.")
-    bottom_region: Region = Field("thorax", description="Bottom body-region conditioning.")
+    top_region: Region = Field(
+        "thorax", description="Body region of the volume's top (conditioning, one-hot x 100)."
+    )
+    bottom_region: Region = Field(
+        "thorax", description="Body region of the volume's bottom (conditioning, one-hot x 100)."
+    )
     intensity: Literal["hu", "unit"] = Field(
         "hu", description="'hu': window below to [0, 1]; 'unit': data are already in [0, 1]."
     )
-    window_min_hu: float = Field(-1000.0, description="Lower HU bound of the window.")
-    window_max_hu: float = Field(1000.0, description="Upper HU bound of the window.")
+    window_min_hu: float = Field(-1000.0, description="Lower bound of the window (HU).")
+    window_max_hu: float = Field(1000.0, description="Upper bound of the window (HU).")
     size_multiple_vox: int = Field(
         128,
         ge=16,
@@ -66,7 +82,7 @@ class MaisiDiftConfig(ConfigModel):
     autoencoder_num_splits: int = Field(
         4,
         ge=1,
-        description="Convolve the autoencoder in this many slabs: less memory, same result up "
+        description="Convolve the autoencoder in this many slabs (count): less memory, same result up "
         "to float rounding (a 256^3 volume needs about 16 GiB with 4, 41 GiB with 1).",
     )
     autocast: bool = Field(True, description="float16 autocast on CUDA (CPU always float32).")
@@ -107,6 +123,33 @@ class MedDiftMatcherConfig(ConfigModel):
         "'finest-level' = voxels of the finest feature level (16x-64x fewer, faster).",
     )
     box_half_size_mm: float | list[float] | None = Field(
-        None, description="MedDIFT-Box: candidates within this box around the query; None = global."
+        None,
+        description="MedDIFT-Box: half-size (mm; one value or one per world axis x, y, z) of the "
+        "box around the query that holds the candidates; None = global search.",
     )
-    chunk_candidates: int = Field(16384, ge=64, description="Candidates scored at once.")
+    chunk_candidates: int = Field(
+        16384, ge=64, description="Candidate voxels scored at once (count; bounds memory)."
+    )
+
+
+class LungCTConfig(ConfigModel):
+    """Options of the ``learn2reg-lungct`` dataset (Learn2Reg LungCT layout)."""
+
+    root: InputPath = Field(
+        description="Learn2Reg LungCT folder (with imagesTr, masksTr, keypointsTr); relative to "
+        "the pipeline file's folder."
+    )
+    split: Literal["Tr", "Ts", "Val"] = Field(
+        "Tr", description="Folder suffix: imagesTr, masksTr, keypointsTr for 'Tr'."
+    )
+    cases: list[str] | None = Field(None, description="Case ids such as '0001' (default: all).")
+    keypoint_axis_order: Literal["xyz", "zyx"] = Field(
+        "xyz", description="Axis order of the keypoint CSV rows (Learn2Reg: ITK voxel x,y,z)."
+    )
+    max_keypoints: int | None = Field(
+        None,
+        ge=1,
+        description="Random subset of keypoints per case (count; paper ablations: 100); None = all.",
+    )
+    keypoint_seed: int = Field(0, description="Seed of the keypoint subset.")
+    use_masks: bool = Field(True, description="Attach masksTr/<case>_0000 as the fixed mask.")

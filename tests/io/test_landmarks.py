@@ -1,0 +1,203 @@
+import json
+
+import numpy as np
+import pytest
+
+from medfeat.errors import LandmarkError
+from medfeat.geometry import PointSet
+from medfeat.io import read_landmarks, write_landmarks
+
+IDX_XYZ = np.array(
+    [[1.0, 2.0, 3.0], [10.0, 8.5, 0.0], [0.25, 4.0, 5.0]]
+)  # ITK (i, j, k), grid size_ijk (11, 9, 6)
+
+
+def test_voxel_table_axis_orders_agree(tmp_path, image):
+    world = image.grid.index_to_world(IDX_XYZ)
+    np.savetxt(tmp_path / "xyz.txt", IDX_XYZ)
+    np.savetxt(tmp_path / "zyx.csv", IDX_XYZ[:, ::-1], delimiter=",")
+    a = read_landmarks(tmp_path / "xyz.txt", image=image, axis_order="xyz")
+    b = read_landmarks(tmp_path / "zyx.csv", image=image, axis_order="zyx")
+    np.testing.assert_allclose(a.points, world)
+    np.testing.assert_allclose(b.points, world)
+    assert b.meta["axis_order"] == "zyx" and b.meta["source_space"] == "voxel"
+    # read with the wrong order, these points fall outside the (non-cubic) image
+    with pytest.raises(LandmarkError, match="outside the image") as err:
+        read_landmarks(tmp_path / "xyz.txt", image=image, axis_order="zyx")
+    assert "axis_order" in err.value.remedy
+
+
+def test_voxel_coordinates_need_image_and_axis_order(tmp_path, image):
+    np.savetxt(tmp_path / "p.txt", IDX_XYZ)
+    with pytest.raises(LandmarkError, match="image"):
+        read_landmarks(tmp_path / "p.txt", axis_order="zyx")
+    with pytest.raises(LandmarkError, match="axis_order"):
+        read_landmarks(tmp_path / "p.txt", image=image, space="voxel")
+    with pytest.raises(LandmarkError, match="world mm or voxels"):
+        read_landmarks(tmp_path / "p.txt")
+    with pytest.raises(LandmarkError, match="not valid"):
+        read_landmarks(tmp_path / "p.txt", image=image, axis_order="ijk")
+
+
+def test_world_tables_lps_and_ras_with_header(tmp_path):
+    (tmp_path / "w.csv").write_text("label,x,y,z\nA,1,2,3\nB,-4,5.5,6\n")
+    lps = read_landmarks(tmp_path / "w.csv", space="lps")
+    np.testing.assert_allclose(lps.points, [[1, 2, 3], [-4, 5.5, 6]])
+    assert lps.labels == ["A", "B"]
+    ras = read_landmarks(tmp_path / "w.csv", space="ras")
+    np.testing.assert_allclose(ras.points, [[-1, -2, 3], [4, -5.5, 6]])
+    (tmp_path / "ws.txt").write_text("# comment\n1 2 3\n4\t5  6\n")
+    np.testing.assert_allclose(
+        read_landmarks(tmp_path / "ws.txt", space="lps").points, [[1, 2, 3], [4, 5, 6]]
+    )
+
+
+def test_bad_tables(tmp_path):
+    (tmp_path / "ragged.txt").write_text("1 2 3\n4 5\n")
+    with pytest.raises(LandmarkError, match="numeric columns"):
+        read_landmarks(tmp_path / "ragged.txt", space="lps")
+    (tmp_path / "junk.txt").write_text("1 2 3\n4 five 6\n")
+    with pytest.raises(LandmarkError, match="line 2"):
+        read_landmarks(tmp_path / "junk.txt", space="lps")
+    with pytest.raises(LandmarkError, match="does not exist"):
+        read_landmarks(tmp_path / "nope.txt", space="lps")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(LandmarkError, match="no points"):
+        read_landmarks(tmp_path / "empty.txt", space="lps")
+
+
+def test_elastix_point_and_index_files(tmp_path, image):
+    (tmp_path / "pts.txt").write_text("point\n2\n1.5 2 3\n-4 5 6\n")
+    ps = read_landmarks(tmp_path / "pts.txt")
+    np.testing.assert_allclose(ps.points, [[1.5, 2, 3], [-4, 5, 6]])
+    assert ps.meta["format"] == "elastix"
+    (tmp_path / "idx.txt").write_text(
+        "index\n3\n" + "\n".join(" ".join(map(str, r)) for r in IDX_XYZ)
+    )
+    np.testing.assert_allclose(
+        read_landmarks(tmp_path / "idx.txt", image=image).points, image.grid.index_to_world(IDX_XYZ)
+    )
+    with pytest.raises(LandmarkError, match="image"):
+        read_landmarks(tmp_path / "idx.txt")
+    with pytest.raises(LandmarkError, match="xyz"):
+        read_landmarks(tmp_path / "idx.txt", image=image, axis_order="zyx")
+    (tmp_path / "bad.txt").write_text("point\n3\n1 2 3\n")
+    with pytest.raises(LandmarkError, match="announces 3 points but lists 1"):
+        read_landmarks(tmp_path / "bad.txt")
+
+
+def test_transformix_outputpoints(tmp_path):
+    text = (
+        "Point\t0\t; InputIndex = [ 1 2 3 ]\t; InputPoint = [ 1.000 2.000 3.000 ]\t; OutputIndexFixed = [ 1 2 3 ]"
+        "\t; OutputPoint = [ 1.500000 2.250000 -3.000000 ]\t; Deformation = [ 0.5 0.25 -6 ]\n"
+        "Point\t1\t; InputIndex = [ 4 5 6 ]\t; InputPoint = [ 4.0 5.0 6.0 ]\t; OutputIndexFixed = [ 4 5 6 ]"
+        "\t; OutputPoint = [ 4.000000 5.000000 7.000000 ]\t; Deformation = [ 0 0 1 ]\n"
+    )
+    (tmp_path / "outputpoints.txt").write_text(text)
+    ps = read_landmarks(tmp_path / "outputpoints.txt")
+    np.testing.assert_allclose(ps.points, [[1.5, 2.25, -3], [4, 5, 7]])
+
+
+FCSV = """# Markups fiducial file version = 4.11
+{cs}# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID
+vtkMRMLMarkupsFiducialNode_0,10,20,30,0,0,0,1,1,1,0,F-1,,
+vtkMRMLMarkupsFiducialNode_1,-1.5,2.5,-3.5,0,0,0,1,1,1,0,F-2,,
+"""
+
+
+@pytest.mark.parametrize(
+    ("cs_line", "expected"),
+    [
+        ("", [[-10, -20, 30], [1.5, -2.5, -3.5]]),  # no CoordinateSystem line: RAS
+        ("# CoordinateSystem = RAS\n", [[-10, -20, 30], [1.5, -2.5, -3.5]]),
+        ("# CoordinateSystem = 0\n", [[-10, -20, 30], [1.5, -2.5, -3.5]]),
+        ("# CoordinateSystem = LPS\n", [[10, 20, 30], [-1.5, 2.5, -3.5]]),
+    ],
+)
+def test_slicer_fcsv(tmp_path, cs_line, expected):
+    (tmp_path / "f.fcsv").write_text(FCSV.format(cs=cs_line))
+    ps = read_landmarks(tmp_path / "f.fcsv")
+    np.testing.assert_allclose(ps.points, expected)
+    assert ps.labels == ["F-1", "F-2"]
+
+
+@pytest.mark.parametrize(("cs", "sign"), [("RAS", -1), ("LPS", 1)])
+def test_slicer_mrk_json(tmp_path, cs, sign):
+    doc = {
+        "markups": [
+            {
+                "type": "Fiducial",
+                "coordinateSystem": cs,
+                "controlPoints": [{"label": "a", "position": [1.0, 2.0, 3.0]}],
+            }
+        ]
+    }
+    (tmp_path / "p.mrk.json").write_text(json.dumps(doc))
+    np.testing.assert_allclose(
+        read_landmarks(tmp_path / "p.mrk.json").points, [[sign * 1.0, sign * 2.0, 3.0]]
+    )
+    stated = cs.lower()
+    other = "ras" if stated == "lps" else "lps"
+    read_landmarks(tmp_path / "p.mrk.json", space=stated)  # agreeing with the file is fine
+    with pytest.raises(LandmarkError, match=f"holds {stated} coordinates, but space='{other}'"):
+        read_landmarks(tmp_path / "p.mrk.json", space=other)
+
+
+def test_write_landmarks_refuses_inputs(tmp_path):
+    from medfeat.errors import InputFileError
+
+    src = tmp_path / "in.csv"
+    src.write_text("x,y,z\n1,2,3\n")
+    with pytest.raises(InputFileError, match="input of this run"):
+        write_landmarks(np.zeros((1, 3)), src, protect={src})
+    assert src.read_text() == "x,y,z\n1,2,3\n"
+
+
+@pytest.mark.parametrize("name", ["p.fcsv", "p.mrk.json", "p.csv", "p.txt"])
+def test_world_round_trips(tmp_path, name):
+    pts = PointSet(np.array([[1.25, -2.5, 3.0], [40.0, 50.5, -60.125]]), labels=["a", "b"])
+    space = None if name.endswith(("fcsv", "json")) else "lps"
+    for write_space in ("lps", "ras"):
+        path = write_landmarks(pts, tmp_path / name, space=write_space)
+        back = read_landmarks(path, space=write_space if space else None)
+        np.testing.assert_allclose(back.points, pts.points, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_elastix_and_voxel_round_trips(tmp_path, image):
+    pts = PointSet(image.grid.index_to_world(IDX_XYZ))
+    write_landmarks(pts, tmp_path / "e.txt", fmt="elastix")
+    assert (tmp_path / "e.txt").read_text().startswith("point\n3\n")
+    np.testing.assert_allclose(read_landmarks(tmp_path / "e.txt").points, pts.points, atol=1e-6)
+    write_landmarks(pts, tmp_path / "i.txt", fmt="elastix", space="voxel", image=image)
+    assert (tmp_path / "i.txt").read_text().startswith("index\n3\n")
+    np.testing.assert_allclose(
+        read_landmarks(tmp_path / "i.txt", image=image).points, pts.points, atol=1e-5
+    )
+    write_landmarks(pts, tmp_path / "z.txt", space="voxel", image=image, axis_order="zyx")
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "z.txt"), IDX_XYZ[:, ::-1], atol=1e-6)
+    with pytest.raises(LandmarkError, match="axis_order"):
+        write_landmarks(pts, tmp_path / "v.txt", space="voxel", image=image)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("case", "mean_mm"), [("case_002", 4.4), ("case_005", 7.5)])
+def test_lung4dct_landmarks_zyx(shared_data, case, mean_mm):
+    import SimpleITK as sitk
+
+    from medfeat.io import read_image
+    from medfeat.metrics import tre
+
+    folder = shared_data / "lung4dct" / case
+    t00 = read_image(folder / "T00.nii.gz")
+    lm00 = read_landmarks(folder / "landmarks_T00.txt", image=t00, axis_order="zyx")
+    lm50 = read_landmarks(folder / "landmarks_T50.txt", image=t00, axis_order="zyx")
+    assert len(lm00) == 375
+    stats = tre(lm50, lm00)
+    assert stats["mean"] == pytest.approx(mean_mm, abs=0.05)
+    # the documented conversion: world = TransformContinuousIndexToPhysicalPoint(row[::-1])
+    ref = sitk.ReadImage(str(folder / "T00.nii.gz"))
+    row = np.loadtxt(folder / "landmarks_T00.txt")[0]
+    np.testing.assert_allclose(
+        lm00.points[0], ref.TransformContinuousIndexToPhysicalPoint(row[::-1].tolist()), atol=1e-4
+    )
