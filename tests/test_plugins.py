@@ -100,7 +100,7 @@ def test_broken_plugin_is_skipped_and_reported(fake_distribution, capsys):
     fake_distribution(
         "medfeat-badhook",
         {
-            "medfeat_badhook.py": "from medfeat import hookimpl\n@hookimpl\ndef medfeat_register_backbones(register):\n    raise RuntimeError('boom')\n"
+            "medfeat_badhook.py": "from medfeat.api import hookimpl\n@hookimpl\ndef medfeat_register_backbones(register):\n    raise RuntimeError('boom')\n"
         },
         {"badhook": "medfeat_badhook"},
     )

@@ -20,7 +20,7 @@ def test_duplicate_names_are_refused_with_a_reason(fake_distribution):
     fake_distribution(
         "medfeat-dup",
         {
-            "medfeat_dup.py": "from medfeat import hookimpl\n@hookimpl\ndef medfeat_register_backbones(register):\n    register('intensity', lambda c, x: None)\n    register('Bad Name', lambda c, x: None)\n"
+            "medfeat_dup.py": "from medfeat.api import hookimpl\n@hookimpl\ndef medfeat_register_backbones(register):\n    register('intensity', lambda c, x: None)\n    register('Bad Name', lambda c, x: None)\n"
         },
         {"dup": "medfeat_dup"},
     )

@@ -9,7 +9,7 @@ from medfeat.cli.main import main
 OPTIMISER_PLUGIN = """
 import numpy as np
 from pydantic import BaseModel
-from medfeat import hookimpl
+from medfeat.api import hookimpl
 from medfeat.components import RegistrationResult
 from medfeat.geometry import DisplacementField
 

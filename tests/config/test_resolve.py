@@ -86,7 +86,7 @@ def test_overrides_and_resolved_config(fake_distribution):
         "medfeat-opt",
         {
             "medfeat_opt.py": """
-            from medfeat import hookimpl
+            from medfeat.api import hookimpl
             from pydantic import BaseModel
             class C(BaseModel):
                 steps: int = 3
