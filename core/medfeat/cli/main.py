@@ -22,6 +22,11 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+# Built-in sub-commands, one module each under medfeat.cli with an ``add_parser(sub)``; ``run`` is
+# listed first and the rest after ``validate`` so that ``medfeat --help`` reads in that order.
+BUILTIN_COMMANDS = ("run", "bench")
+
+
 def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", type=Path, help="pipeline YAML file")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override config values")
@@ -39,12 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a pipeline")
-    add_pipeline_args(p)
-    p.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
-    p.add_argument("--seed", type=int, help="random seed (overrides seed)")
-    p.set_defaults(func=cmd_run)
+    import importlib
+
+    for name in BUILTIN_COMMANDS[:1]:
+        importlib.import_module(f"medfeat.cli.{name}").add_parser(sub)
 
     p = sub.add_parser(
         "validate", help="check a pipeline and that its input files exist, without running it"
@@ -52,9 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_args(p)
     p.set_defaults(func=cmd_validate)
 
-    from medfeat.cli import bench
-
-    bench.add_parser(sub)
+    for name in BUILTIN_COMMANDS[1:]:
+        importlib.import_module(f"medfeat.cli.{name}").add_parser(sub)
 
     p = sub.add_parser("plugins", help="installed plugins, their components and load failures")
     p.set_defaults(func=cmd_plugins)
@@ -99,45 +101,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.print_config:
         inputs = f"; its inputs exist: {', '.join(resolved.inputs)}" if resolved.inputs else ""
         console().print(f"{args.pipeline}: valid {resolved.pipeline.kind} pipeline{inputs}.")
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from medfeat.context import RunContext, process_rank, resolve_device, seed_everything
-    from medfeat.pipelines import run_pipeline
-    from medfeat.progress import Progress
-
-    extra = []
-    if args.device:
-        extra.append(f"device={args.device}")
-    if args.seed is not None:
-        extra.append(f"seed={args.seed}")
-    resolved, registry = resolve_cli_pipeline(args, extra)
-    pipeline = resolved.pipeline
-    device = resolve_device(pipeline.device)
-    seed_everything(pipeline.seed)
-    rank, _ = process_rank()
-    # under torchrun only rank 0 reports (the other ranks' progress would interleave)
-    progress = (
-        Progress(enabled=False, verbosity=-1)
-        if rank
-        else Progress(verbosity=args.verbose - args.quiet)
-    )
-    context = RunContext(device=device, seed=pipeline.seed, progress=progress)
-    out_dir = args.out or pipeline.output.dir
-    try:
-        run_pipeline(resolved, registry, context, out_dir)
-    finally:
-        from medfeat.distributed import teardown_distributed
-
-        teardown_distributed()
-    progress.log(f"Outputs, metrics.json and provenance.json are in {out_dir}")
-    if context.random_weights:
-        progress.warn(
-            "this run used RANDOM weights ("
-            + "; ".join(context.random_weights)
-            + "): its outputs check speed and plumbing only and are NOT a result."
-        )
     return 0
 
 
