@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "Backbone": "medfeat.components",
     "CoordinateProvider": "medfeat.components",
     "Dataset": "medfeat.components",
+    "Aligner": "medfeat.components",
     "DeformableOptimiser": "medfeat.components",
     "FeatureTransform": "medfeat.components",
     "Matcher": "medfeat.components",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from medfeat.geometry import DisplacementField, Grid, Image, PointSet
 
 if TYPE_CHECKING:
@@ -97,6 +99,26 @@ class RegistrationResult:
     forward: DisplacementField
     inverse: DisplacementField | None = None
     info: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    """Finds a rigid or affine pre-alignment in world space.
+
+    Returns a 4x4 matrix in LPS mm that maps a fixed point ``x`` to the moving point ``A @ x`` (the
+    direction of the fixed->moving field). ``initial`` is the alignment so far (identity first);
+    the result replaces it.
+    """
+
+    def align(
+        self,
+        fixed: Image,
+        moving: Image,
+        *,
+        initial: np.ndarray,
+        fixed_mask: Image | None = None,
+        moving_mask: Image | None = None,
+    ) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -62,6 +62,15 @@ def medfeat_register_matchers(register):
 
 
 @hookspec
+def medfeat_register_aligners(register):
+    """Register pre-alignments: fixed/moving -> a rigid or affine world transform (:class:`~medfeat.components.Aligner`).
+
+    Used, in order, by the ``prealignment`` list of ``registration`` pipelines, before the
+    deformable optimiser; the written transform includes them.
+    """
+
+
+@hookspec
 def medfeat_register_optimisers(register):
     """Register deformable optimisers: fixed/moving -> displacement field (:class:`~medfeat.components.DeformableOptimiser`).
 

@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "similarity": ("medfeat_register_similarities", "similarity measure"),
     "regulariser": ("medfeat_register_regularisers", "regulariser"),
     "matcher": ("medfeat_register_matchers", "matcher"),
+    "aligner": ("medfeat_register_aligners", "pre-alignment"),
     "optimiser": ("medfeat_register_optimisers", "deformable optimiser"),
     "segmentation_head": ("medfeat_register_segmentation_heads", "segmentation head"),
     "pretrainer": ("medfeat_register_pretrainers", "pretrainer"),

@@ -90,6 +90,9 @@ class OutputOptions(Strict):
     overwrite: bool = Field(
         False, description="Allow replacing results of an earlier run in `dir`."
     )
+    report: bool = Field(
+        True, description="Write the HTML quality-control report (report/index.html) of the run."
+    )
 
 
 class PipelineBase(Strict):
@@ -99,7 +102,11 @@ class PipelineBase(Strict):
         default_factory=list, description="Plugin requirements, e.g. 'medfeat-dinov3>=0.1'."
     )
     seed: int = Field(0, description="Random seed of the run; `--seed` overrides it.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N; `--device` overrides it.")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="auto, cpu, cuda or cuda:N; `--device` overrides it.",
+    )
     data: ComponentRef = Field(description="A dataset adapter producing the cases to process.")
     output: OutputOptions = Field(
         default_factory=OutputOptions, description="Where and how results are written."
@@ -127,6 +134,11 @@ class RegistrationPipeline(PipelineBase):
     )
     regulariser: ComponentRef | None = Field(
         None, description="Penalty on the field, for optimisers that take one."
+    )
+    prealignment: list[ComponentRef] = Field(
+        default_factory=list,
+        description="Rigid/affine pre-alignments run in order before the deformable optimiser "
+        "(e.g. centroids, then an affine fit); the written transform includes them.",
     )
     optimiser: ComponentRef = Field(description="The deformable registration method.")
     fixed_mask: Literal["from-data", "auto-lung", "auto-body", "none"] = Field(
@@ -185,6 +197,7 @@ COMPONENT_FIELDS: dict[str, str] = {
     "feature_transforms": "feature_transform",
     "similarity": "similarity",
     "regulariser": "regulariser",
+    "prealignment": "aligner",
     "optimiser": "optimiser",
     "matcher": "matcher",
     "head": "segmentation_head",
