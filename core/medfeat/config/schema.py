@@ -101,7 +101,12 @@ class PipelineBase(Strict):
     requires: list[str] = Field(
         default_factory=list, description="Plugin requirements, e.g. 'medfeat-dinov3>=0.1'."
     )
-    seed: int = Field(0, description="Random seed of the run; `--seed` overrides it.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed of the run (0 to 2^32-1); `--seed` overrides it.",
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
