@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medfeat.errors import DataError, GeometryError, InputFileError
+from medfeat.errors import ConfigError, DataError, GeometryError, InputFileError, ResourceError
 from medfeat.geometry import Grid, Image
 from medfeat.io import read_image, write_image
 from medfeat.io.checksum import sha256_file
+from medfeat.io.image_checks import check_intensity_image
 
 
 def assert_same_geometry(a: Grid, b: Grid, atol: float) -> None:
@@ -149,72 +150,74 @@ def test_non_finite_spacing_reaching_medfeat_is_a_data_error(tmp_path):
         _to_image(img, tmp_path / "x.nii", {})
 
 
-# ----------------------------------------------------------------------------------- DICOM
-def _write_series(
-    folder, uid, description, n_slices, spacing=(0.8, 0.8), thickness=2.5, origin_z=0.0
-):
-    folder.mkdir(exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for z in range(n_slices):
-        sl = sitk.GetImageFromArray((np.arange(12 * 10).reshape(1, 12, 10) + z).astype(np.int16))
-        sl.SetSpacing((*spacing, thickness))
-        sl.SetOrigin((-5.0, 7.0, origin_z + z * thickness))
-        tags = {
-            "0008|0060": "CT",
-            "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
-            "0008|0018": f"{uid}.{z + 1}",
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
-            "0020|000e": uid,
-            "0008|103e": description,
-            "0020|0013": str(z + 1),
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-            "0020|0032": f"-5\\7\\{origin_z + z * thickness}",
-            "0028|0030": f"{spacing[1]}\\{spacing[0]}",
-        }
-        for k, v in tags.items():
-            sl.SetMetaData(k, v)
-        writer.SetFileName(str(folder / f"{uid[-4:]}_{z:03d}.dcm"))
-        writer.Execute(sl)
+# ----------------------------------------------------------------------------------- header checks
+def sparse_nifti(path, shape, dtype=np.float32):
+    """A NIfTI file whose header describes ``shape`` but whose voxels take no disk space."""
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_sform(np.eye(4), code=1)
+    with open(path, "wb") as fh:
+        fh.write(header.binaryblock + b"\0" * 4)
+        fh.truncate(352 + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return path
 
 
-def test_dicom_series_folder(tmp_path):
-    _write_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.1001", "axial", 5)
-    img = read_image(tmp_path / "dcm")
-    assert img.grid.shape == (5, 12, 10)
-    np.testing.assert_allclose(img.grid.spacing, (0.8, 0.8, 2.5), atol=1e-6)
-    np.testing.assert_allclose(img.grid.origin, (-5, 7, 0), atol=1e-6)
-    assert img.meta["format"] == "dicom" and img.meta["num_files"] == 5
-    assert img.meta["sha256"] == sha256_file(tmp_path / "dcm")
+def test_huge_image_is_refused_from_its_header(tmp_path, monkeypatch):
+    path = sparse_nifti(tmp_path / "huge.nii", (1024, 1024, 1024))
+    monkeypatch.setattr(sitk, "ReadImage", lambda *a: pytest.fail("pixels were read"))
+    from medfeat.io import images
+
+    monkeypatch.setattr(images, "hash_and_check", lambda *a: pytest.fail("file was scanned"))
+    with pytest.raises(ResourceError, match="1024x1024x1024 image: 1,073,741,824 voxels") as err:
+        read_image(path)
+    assert "4.0 GiB as stored" in str(err.value)
+    assert "MEDFEAT_MAX_VOXELS" in err.value.remedy and "downsample" in err.value.remedy
 
 
-def test_folder_with_two_series_lists_them(tmp_path):
-    _write_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.1001", "axial", 4)
-    _write_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.2002", "bone", 3, origin_z=100.0)
-    with pytest.raises(InputFileError, match="2 DICOM series") as err:
-        read_image(tmp_path / "dcm")
-    msg = str(err.value)
-    assert (
-        "1001" in msg and "2002" in msg and "axial" in msg and "bone" in msg and "series_uid" in msg
+def test_voxel_limit_comes_from_the_environment(tmp_path, monkeypatch, image):
+    path = write_image(image, tmp_path / "img.nii.gz")
+    monkeypatch.setenv("MEDFEAT_MAX_VOXELS", "593")  # the image has 594
+    with pytest.raises(ResourceError, match="11x9x6 image: 594 voxels"):
+        read_image(path)
+    monkeypatch.setenv("MEDFEAT_MAX_VOXELS", "594")
+    assert read_image(path).grid.shape == (6, 9, 11)
+    monkeypatch.setenv("MEDFEAT_MAX_VOXELS", "lots")
+    with pytest.raises(ConfigError, match="MEDFEAT_MAX_VOXELS='lots'"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_complex_pixels_are_refused(tmp_path, suffix):
+    data = (np.arange(6 * 7 * 8).reshape(6, 7, 8) * (1 + 2j)).astype(np.complex64)
+    path = tmp_path / f"c{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(data), str(path))
+    if (
+        suffix == ".mha"
+    ):  # MetaImage stores complex pixels as two channels: refused as a vector image
+        img = read_image(path)
+        assert img.num_channels == 2
+        with pytest.raises(DataError, match="2 values per voxel"):
+            check_intensity_image(img, "moving image")
+        return
+    with pytest.raises(DataError, match="complex pixels") as err:
+        read_image(path)
+    assert "magnitude" in err.value.remedy
+
+
+def test_intensity_images_must_be_scalar_and_large_enough(tmp_path, grid, image):
+    rgb = read_image(
+        write_image(Image(np.ones((3, *grid.shape), np.uint8), grid), tmp_path / "v.mha")
     )
-    assert "4 slices" in msg and "3 slices" in msg
-    img = read_image(tmp_path / "dcm", series_uid="1.2.826.0.1.3680043.2.1125.2002")
-    assert img.grid.shape[0] == 3 and img.meta["series_description"] == "bone"
-    with pytest.raises(InputFileError, match="not in"):
-        read_image(tmp_path / "dcm", series_uid="9.9")
-
-
-def test_folder_without_dicom(tmp_path):
-    (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(InputFileError, match="no readable DICOM"):
-        read_image(tmp_path)
-
-
-@pytest.mark.realdata
-def test_abdomen_ct_dicom_series(shared_data):
-    img = read_image(shared_data / "abdomen-ct" / "example_ct_dicom")
-    assert img.grid.shape == (20, 512, 512)
-    np.testing.assert_allclose(img.grid.spacing[:2], 0.98, atol=0.01)
-    assert img.grid.spacing[2] == pytest.approx(2.0, abs=0.05)
-    assert img.meta["format"] == "dicom" and img.meta["num_files"] == 20
-    assert len(img.meta["sha256"]) == 64
+    with pytest.raises(DataError, match="fixed image .* 3 values per voxel") as err:
+        check_intensity_image(rgb, "fixed image")
+    assert "scalar image" in err.value.remedy
+    for shape, axes in [((2, 2, 2), "i=2, j=2, k=2"), ((1, 32, 32), "k=1")]:
+        tiny = Image(np.random.default_rng(0).random(shape), Grid.from_shape(shape))
+        with pytest.raises(DataError, match=f"too few along {axes}.*at least 8 voxels"):
+            check_intensity_image(tiny, "moving image")
+    with pytest.raises(DataError, match="too few along k=6"):
+        check_intensity_image(image, "fixed image")
+    check_intensity_image(image, "fixed image", min_size_vox=6)

@@ -201,3 +201,125 @@ def test_lung4dct_landmarks_zyx(shared_data, case, mean_mm):
     np.testing.assert_allclose(
         lm00.points[0], ref.TransformContinuousIndexToPhysicalPoint(row[::-1].tolist()), atol=1e-4
     )
+
+
+# ----------------------------------------------------------------------------------- bad inputs
+def test_world_points_far_outside_the_image_are_refused(tmp_path, image):
+    inside = image.grid.index_to_world(IDX_XYZ)
+    far = inside.copy()
+    far[1] += 400.0
+    np.savetxt(tmp_path / "far.csv", far, delimiter=",")
+    with pytest.raises(LandmarkError, match="1 of 3 points lie more than 10 mm outside") as err:
+        read_landmarks(tmp_path / "far.csv", image=image, space="lps")
+    assert "point 2" in str(err.value) and "check_inside" not in err.value.remedy
+    assert "remove those rows" in err.value.remedy
+    # the tolerance is an option in mm; None skips the check; without an image nothing is checked
+    read_landmarks(tmp_path / "far.csv", image=image, space="lps", outside_tolerance_mm=None)
+    read_landmarks(tmp_path / "far.csv", space="lps")
+    edge = image.grid.index_to_world([[-3.5, 4.0, 2.0]])  # 3 voxels of 0.7 mm below i = -0.5
+    np.savetxt(tmp_path / "edge.csv", edge, delimiter=",")
+    read_landmarks(tmp_path / "edge.csv", image=image, space="lps")
+    with pytest.raises(LandmarkError, match="more than 1 mm outside .*2.1 mm outside"):
+        read_landmarks(tmp_path / "edge.csv", image=image, space="lps", outside_tolerance_mm=1.0)
+
+
+def test_ras_points_read_as_lps_get_the_real_remedy(tmp_path):
+    from medfeat.geometry import Grid
+
+    grid = Grid.from_shape((20, 20, 20), 2.0, origin=(60.0, 60.0, 0.0))
+    pts = grid.index_to_world([[2.0, 3.0, 4.0], [10.0, 12.0, 15.0]])
+    np.savetxt(tmp_path / "ras.txt", pts * [-1, -1, 1])
+    with pytest.raises(LandmarkError, match="outside") as err:
+        read_landmarks(tmp_path / "ras.txt", image=grid, space="lps")
+    assert "set the landmark file's space to 'ras'" in err.value.remedy
+    np.testing.assert_allclose(
+        read_landmarks(tmp_path / "ras.txt", image=grid, space="ras").points, pts
+    )
+
+
+def test_voxel_points_outside_name_a_real_remedy(tmp_path, image):
+    np.savetxt(tmp_path / "one_based.txt", IDX_XYZ[:2] + 1)  # (11, 9.5, 1) is past i = 10.5
+    with pytest.raises(LandmarkError, match="outside the image") as err:
+        read_landmarks(tmp_path / "one_based.txt", image=image, axis_order="xyz")
+    assert "subtract 1" in err.value.remedy and "check_inside" not in err.value.remedy
+    np.savetxt(tmp_path / "xyz.txt", IDX_XYZ)
+    with pytest.raises(LandmarkError) as err:
+        read_landmarks(tmp_path / "xyz.txt", image=image, axis_order="zyx")
+    assert "set axis_order to 'xyz'" in err.value.remedy
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "-Infinity"])
+def test_non_finite_coordinates_are_refused_with_their_line(tmp_path, bad):
+    (tmp_path / "p.txt").write_text(f"# points\n1 2 3\n4 {bad} 6\n")
+    with pytest.raises(LandmarkError, match="NaN or infinite coordinates \\(line 3"):
+        read_landmarks(tmp_path / "p.txt", space="lps")
+    (tmp_path / "e.txt").write_text(f"point\n2\n1 2 3\n4 5 {bad}\n")
+    with pytest.raises(LandmarkError, match="line 4"):
+        read_landmarks(tmp_path / "e.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("ragged.txt", "point\n3\n1 2 3\n4 5\n7 8 9\n", "line 4: 2 coordinates"),
+        ("idx.txt", "index\n2\n1 2 3 4\n5 6 7 8\n", "line 3: 4 coordinates"),
+        ("count.txt", "point\nthree\n1 2 3\n", "second line .* number of points"),
+        (
+            "outputpoints.txt",
+            "Point\t0\t; OutputPoint = [ 1 2 3 ]\nPoint\t1\t; OutputPoint = [ 4 5 ]\n",
+            "line 2: 2 OutputPoint coordinates",
+        ),
+        ("tp.txt", "Point\t0\t; OutputPoint = [ 1 two 3 ]\n", "line 1: expected numbers"),
+        (
+            "short.fcsv",
+            "# CoordinateSystem = LPS\nid1,1,2,3,0\nid2,4,5\n",
+            "line 3: 3 comma-separated",
+        ),
+        ("cols.fcsv", "# columns = id,a,b\nid1,1,2\n", "names no x, y and z"),
+        ("list.mrk.json", "[1, 2, 3]", "top level is a JSON list"),
+        ("string.mrk.json", '{"markups": "F-1"}', "'markups' is not a list"),
+        ("strings.mrk.json", '{"markups": ["F-1"]}', "'markups' is not a list"),
+        (
+            "cps.mrk.json",
+            '{"markups": [{"controlPoints": "none"}]}',
+            "'controlPoints' is not a list",
+        ),
+        (
+            "text.mrk.json",
+            '{"markups": [{"controlPoints": [{"label": "a", "position": "1,2,3"}]}]}',
+            'position of control point 0 \\(a\\) is "1,2,3"',
+        ),
+        (
+            "short.mrk.json",
+            '{"markups": [{"controlPoints": [{"position": [1, 2]}]}]}',
+            "expected a list of 3 numbers",
+        ),
+    ],
+)
+def test_broken_point_files_give_clear_messages(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(LandmarkError, match=message) as err:
+        read_landmarks(tmp_path / name, space="lps" if name.endswith(".fcsv") else None)
+    assert err.value.remedy
+
+
+def test_header_only_table_gets_the_right_remedy(tmp_path):
+    (tmp_path / "h.csv").write_text("label,x,y,z\n\n")
+    with pytest.raises(LandmarkError, match="header line .* but no point rows") as err:
+        read_landmarks(tmp_path / "h.csv", space="lps")
+    assert "export the landmarks again" in err.value.remedy
+    assert "coordinate columns" not in err.value.remedy
+
+
+def test_dimension_is_checked_before_any_work(tmp_path, image):
+    from medfeat.io.landmarks import check_landmark_dimension
+
+    (tmp_path / "two.csv").write_text("x,y\n1,2\n3,4\n")
+    with pytest.raises(LandmarkError, match="2 coordinates per point but the image is 3D") as err:
+        check_landmark_dimension(tmp_path / "two.csv", 3)
+    assert "exactly 3 coordinate columns" in err.value.remedy
+    assert check_landmark_dimension(tmp_path / "two.csv", 2) == 2
+    with pytest.raises(LandmarkError, match="2 coordinates per point but the image is 3D"):
+        read_landmarks(tmp_path / "two.csv", image=image, space="lps")
+    with pytest.raises(LandmarkError, match="does not exist"):
+        check_landmark_dimension(tmp_path / "nope.csv", 3)

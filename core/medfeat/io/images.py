@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import shutil
@@ -15,11 +14,19 @@ import numpy as np
 from medfeat.errors import DataError, GeometryError, InputFileError
 from medfeat.geometry import Image
 from medfeat.io.atomic import atomic_path, check_not_protected
-from medfeat.io.checksum import sha256_files
-from medfeat.io.integrity import hash_and_check
+from medfeat.io.dicom import list_dicom_series, read_dicom_series
+from medfeat.io.image_header import check_header, read_image_header
+from medfeat.io.integrity import FileScan, hash_and_check
 from medfeat.io.relate import check_geometry_relatable
+from medfeat.io.sitk_bridge import sitk_reason
 
-__all__ = ["check_geometry_relatable", "read_image", "write_image", "SUPPORTED_WRITE_SUFFIXES"]
+__all__ = [
+    "SUPPORTED_WRITE_SUFFIXES",
+    "check_geometry_relatable",
+    "list_dicom_series",
+    "read_image",
+    "write_image",
+]
 
 SUPPORTED_WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 _FORMATS = "NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) or a folder holding one DICOM series"
@@ -27,17 +34,6 @@ _FORMATS = "NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) or a fol
 
 def _suffix(path: Path) -> str:
     return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
-
-
-def _sitk_reason(exc: Exception) -> str:
-    """The informative lines of a SimpleITK exception, without the C++ file/line noise."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    lines = [
-        ln.replace("sitk::ERROR:", "").strip()
-        for ln in lines
-        if not ln.startswith("Exception thrown")
-    ]
-    return " ".join(lines)[:400] or type(exc).__name__
 
 
 def _missing(path: Path) -> InputFileError:
@@ -55,37 +51,41 @@ def _missing(path: Path) -> InputFileError:
 def read_image(path: str | os.PathLike, series_uid: str | None = None) -> Image:
     """Read an image file or DICOM series folder into an :class:`Image` (world LPS mm geometry).
 
-    The file is read once by medfeat (checksum, and for NIfTI completeness and NaN/Inf voxels, in one
-    streamed pass) and once decoded by SimpleITK; the checksum is kept for the run's provenance.
-    ``meta`` holds ``path``, ``sha256`` (streamed; for DICOM the hash of the sorted slice hashes),
-    ``pixel_type`` and ``format``; DICOM adds ``series_uid``, ``series_description``, ``num_files``.
+    The header is checked first (size within :func:`medfeat.io.image_header.max_voxels`, real-valued
+    pixels). The file is then read once by medfeat (checksum, and for NIfTI completeness and NaN/Inf
+    voxels, in one streamed pass) and once decoded by SimpleITK; the checksum is kept for the run's
+    provenance. A DICOM folder must hold one complete, evenly sliced series (:mod:`medfeat.io.dicom`);
+    ``series_uid`` picks one series of a folder holding several. ``meta`` holds ``path``, ``sha256``
+    (for DICOM the hash of the sorted slice hashes), ``pixel_type`` and ``format``; DICOM adds
+    ``series_uid``, ``series_description``, ``num_files``, ``slice_step_mm``.
     Vector pixels (e.g. RGB) become channels: ``data`` has shape ``(C, *grid.shape)``.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
-        sitk_img, meta = _read_dicom_series(path, series_uid)
+        sitk_img, meta = read_dicom_series(path, series_uid)
     else:
         sitk_img, meta = _read_file(path)
     return _to_image(sitk_img, path, meta)
 
 
 def _read_file(path: Path) -> tuple[Any, dict]:
-    """One checked pass over the file (checksum, completeness, NaN/Inf), then ITK decodes it."""
+    """Header checks, one checked pass over the file (checksum, completeness, NaN/Inf), then decoding."""
     import SimpleITK as sitk
 
     try:
-        scan = hash_and_check(path)
-    except OSError as exc:
-        raise InputFileError(
-            f"Cannot read {path}: {exc.strerror}.", remedy="Check the file permissions."
-        ) from exc
+        header = read_image_header(path)
+    except InputFileError:
+        _scan(path)  # a truncated NIfTI file is reported as such
+        raise
+    check_header(header)
+    scan = _scan(path)
     try:
         sitk_img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputFileError(
-            f"Could not read {path} as an image ({_sitk_reason(exc)}).",
+            f"Could not read {path} as an image ({sitk_reason(exc)}).",
             remedy=f"Check the file is complete and is {_FORMATS}; try opening it in ITK-SNAP or 3D Slicer.",
         ) from exc
     if scan.nonfinite_voxels:  # ITK's NIfTI reader turns them into 0 silently
@@ -97,81 +97,13 @@ def _read_file(path: Path) -> tuple[Any, dict]:
     return sitk_img, {"sha256": scan.sha256, "format": _suffix(path).lstrip(".") or "unknown"}
 
 
-def list_dicom_series(folder: Path) -> list[dict]:
-    """The DICOM series in ``folder``: ``uid``, ``description``, ``files`` (sorted by position)."""
-    import SimpleITK as sitk
-
-    series = []
-    # ITK prints "No Series were found" itself; the caller reports that case with a clearer message.
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+def _scan(path: Path) -> FileScan:
     try:
-        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-    for uid in uids:
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(files[0])
-        description = ""
-        with contextlib.suppress(RuntimeError):
-            reader.ReadImageInformation()
-            if reader.HasMetaDataKey("0008|103e"):
-                description = reader.GetMetaData("0008|103e").strip()
-        series.append({"uid": uid, "description": description, "files": files})
-    return series
-
-
-def _read_dicom_series(folder: Path, series_uid: str | None) -> tuple[Any, dict]:
-    import SimpleITK as sitk
-
-    series = list_dicom_series(folder)
-    if not series:
-        files = sum(1 for p in folder.iterdir() if p.is_file())
-        subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        found = f"{files} files, none DICOM" + (
-            f"; subfolders: {', '.join(subdirs[:5])}" if subdirs else ""
-        )
+        return hash_and_check(path)
+    except OSError as exc:
         raise InputFileError(
-            f"{folder} is a folder but holds no readable DICOM series ({found}).",
-            remedy=f"Pass the folder that directly holds one series' slice files, or an image file: {_FORMATS}.",
-        )
-    listing = "; ".join(
-        f"UID {s['uid']} ('{s['description'] or 'no description'}', {len(s['files'])} slices)"
-        for s in series
-    )
-    if series_uid is None and len(series) > 1:
-        raise InputFileError(
-            f"{folder} holds {len(series)} DICOM series: {listing}.",
-            remedy="Choose one with series_uid=<UID> (or move each series into its own folder).",
-        )
-    chosen = (
-        series[0]
-        if series_uid is None
-        else next((s for s in series if s["uid"] == series_uid), None)
-    )
-    if chosen is None:
-        raise InputFileError(
-            f"DICOM series {series_uid!r} is not in {folder}; found: {listing}.",
-            remedy="Pass one of the listed UIDs as series_uid.",
-        )
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(chosen["files"])
-    try:
-        sitk_img = reader.Execute()
-    except RuntimeError as exc:
-        raise InputFileError(
-            f"Could not read DICOM series {chosen['uid']} in {folder} ({_sitk_reason(exc)}).",
-            remedy="Check that no slice file is truncated or corrupt; re-export the series if needed.",
+            f"Cannot read {path}: {exc.strerror}.", remedy="Check the file permissions."
         ) from exc
-    meta = {
-        "sha256": sha256_files(chosen["files"]),
-        "format": "dicom",
-        "series_uid": chosen["uid"],
-        "series_description": chosen["description"],
-        "num_files": len(chosen["files"]),
-    }
-    return sitk_img, meta
 
 
 def _to_image(sitk_img: Any, path: Path, meta: dict) -> Image:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,13 @@ class RawPoints:
     fmt: str
     labels: list[str] | None = None
     axis_order: str | None = None  # only set when the format defines it (elastix ``index`` is xyz)
+    lines: list[int] | None = (
+        None  # the file line of each row, for messages (``None``: not line based)
+    )
+
+    def where(self, row: int) -> str:
+        """``line N`` (or ``point N``) of row ``row``, for messages."""
+        return f"line {self.lines[row]}" if self.lines else f"point {row + 1}"
 
 
 def _floats(tokens: list[str], path: Path, lineno: int) -> list[float]:
@@ -38,6 +46,25 @@ def _floats(tokens: list[str], path: Path, lineno: int) -> list[float]:
             f"{path}, line {lineno}: expected numbers, found {' '.join(tokens)!r}.",
             remedy="Remove or fix that line; only one optional header line is allowed in a table.",
         ) from None
+
+
+def _rows_array(
+    rows: list[list[float]], lines: list[int], path: Path, what: str, remedy: str
+) -> np.ndarray:
+    """Rows of 2 or 3 coordinates each, all alike; else a message naming the first odd line."""
+    if not rows:
+        return np.zeros((0, 3))
+    widths = [len(r) for r in rows]
+    usual = Counter(widths).most_common(1)[0][0]  # ties: the first row decides
+    odd = next((i for i, w in enumerate(widths) if w != usual or w not in (2, 3)), None)
+    if odd is not None:
+        counts = ", ".join(f"{n} with {w}" for w, n in sorted(Counter(widths).items()))
+        raise LandmarkError(
+            f"{path}, line {lines[odd]}: {widths[odd]} {what}, but every point needs the same 2 or 3 "
+            f"coordinates (rows: {counts}).",
+            remedy=remedy,
+        )
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _is_number(token: str) -> bool:
@@ -82,13 +109,19 @@ def parse_table(path: Path, text: str) -> RawPoints:
     first = [t for t in _SPLIT.split(lines[0][1]) if t]
     header = None if all(_is_number(t) for t in first) else [t.lower().strip("\"'") for t in first]
     rows = lines[1:] if header else lines
+    if header and not rows:
+        raise LandmarkError(
+            f"{path} has a header line ({lines[0][1][:80]!r}) but no point rows.",
+            remedy="The file was saved before any point was added, or the export stopped early: export "
+            "the landmarks again, or give the file that holds them.",
+        )
     cols, label_col = None, None
     if header:
         named = [c for c in ("x", "y", "z") if c in header]
         if len(named) >= 2:
             cols = [header.index(c) for c in named]
         label_col = next((header.index(c) for c in ("label", "name", "id") if c in header), None)
-    coords, labels = [], []
+    coords, labels, numbers = [], [], []
     for lineno, line in rows:
         tokens = [t for t in _SPLIT.split(line) if t]
         if cols is None:
@@ -96,48 +129,74 @@ def parse_table(path: Path, text: str) -> RawPoints:
         else:
             if len(tokens) <= max(cols):
                 raise LandmarkError(
-                    f"{path}, line {lineno}: {len(tokens)} fields, header names {len(header)}."
+                    f"{path}, line {lineno}: {len(tokens)} fields, but the header names {len(header)} "
+                    f"({', '.join(header)}).",
+                    remedy="Complete or remove that row.",
                 )
             coords.append(_floats([tokens[c] for c in cols], path, lineno))
             if label_col is not None and label_col < len(tokens):
                 labels.append(tokens[label_col])
-    widths = {len(c) for c in coords}
-    if len(widths) != 1 or widths.pop() not in (2, 3):
-        raise LandmarkError(
-            f"{path}: rows have {sorted({len(c) for c in coords})} numeric columns; expected 2 or 3 per row.",
-            remedy="Keep only the coordinate columns, or add a header naming them x,y,z (and label).",
-        )
+        numbers.append(lineno)
+    array = _rows_array(
+        coords,
+        numbers,
+        path,
+        "numeric columns",
+        "Keep only the coordinate columns (2 or 3 per row, the same in every row), or add a header "
+        "naming them x,y,z (and label).",
+    )
     return RawPoints(
-        np.asarray(coords), None, "table", labels if len(labels) == len(coords) else None
+        array, None, "table", labels if len(labels) == len(coords) else None, lines=numbers
     )
 
 
 def parse_elastix(path: Path, text: str) -> RawPoints:
     """elastix/transformix input point file: ``point`` (world LPS mm) or ``index`` (ITK i,j,k), a count, rows."""
     lines = _lines(text)
-    kind = lines[0][1].lower()
+    layout = "Write 'point' or 'index', then the number of points, then one point per line."
+    kind = lines[0][1].lower() if lines else ""
+    if kind not in ("point", "index"):
+        raise LandmarkError(
+            f"{path}: the first line of an elastix point file must be 'point' or 'index'.",
+            remedy=layout,
+        )
     try:
         count = int(lines[1][1].split()[0])
     except (IndexError, ValueError):
         raise LandmarkError(
             f"{path}: the second line of an elastix point file must be the number of points.",
-            remedy="Write 'point' or 'index', then the count, then one point per line.",
+            remedy=layout,
         ) from None
-    coords = np.asarray([_floats(_SPLIT.split(ln), path, n) for n, ln in lines[2:]])
+    rows = [_floats([t for t in _SPLIT.split(ln) if t], path, n) for n, ln in lines[2:]]
+    numbers = [n for n, _ in lines[2:]]
+    coords = _rows_array(rows, numbers, path, "coordinates", layout)
     if len(coords) != count:
         raise LandmarkError(
             f"{path} announces {count} points but lists {len(coords)}.",
             remedy="Fix the count line (line 2) or restore the missing rows.",
         )
     if kind == "index":
-        return RawPoints(coords, "index", "elastix", axis_order="xyz")
-    return RawPoints(coords, "lps", "elastix")
+        return RawPoints(coords, "index", "elastix", axis_order="xyz", lines=numbers)
+    return RawPoints(coords, "lps", "elastix", lines=numbers)
 
 
 def parse_transformix(path: Path, text: str) -> RawPoints:
     """transformix ``outputpoints.txt``: the ``OutputPoint`` of each line (world LPS mm)."""
-    coords = [[float(v) for v in m.group(1).split()] for m in _OUTPUT_POINT.finditer(text)]
-    return RawPoints(np.asarray(coords), "lps", "transformix")
+    rows, numbers = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        found = _OUTPUT_POINT.search(line)
+        if found is None:
+            continue
+        rows.append(_floats(found.group(1).split(), path, lineno))
+        numbers.append(lineno)
+    coords = _rows_array(
+        rows,
+        numbers,
+        path,
+        "OutputPoint coordinates",
+        "The file is damaged or was edited: run transformix again to write it.",
+    )
+    return RawPoints(coords, "lps", "transformix", lines=numbers)
 
 
 def _slicer_space(value: str, path: Path) -> str:
@@ -154,7 +213,7 @@ def _slicer_space(value: str, path: Path) -> str:
 def parse_fcsv(path: Path, text: str) -> RawPoints:
     """3D Slicer ``.fcsv``: RAS unless a ``# CoordinateSystem`` line says LPS."""
     space, columns = None, ["id", "x", "y", "z"] + [""] * 7 + ["label"]
-    coords, labels = [], []
+    coords, labels, numbers = [], [], []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line.startswith("#"):
@@ -163,16 +222,59 @@ def parse_fcsv(path: Path, text: str) -> RawPoints:
                 space = _slicer_space(value, path)
             elif key.strip().lower() == "columns":
                 columns = [c.strip().lower() for c in value.split(",")]
+                if not {"x", "y", "z"} <= set(columns):
+                    raise LandmarkError(
+                        f"{path}, line {lineno}: the columns line names no x, y and z columns.",
+                        remedy="Re-export the markups from 3D Slicer as .fcsv (or .mrk.json).",
+                    )
             continue
         if not line:
             continue
         fields = line.split(",")
+        needed = max(columns.index(c) for c in ("x", "y", "z")) + 1
+        if len(fields) < needed:
+            raise LandmarkError(
+                f"{path}, line {lineno}: {len(fields)} comma-separated fields, but the x, y, z columns "
+                f"need at least {needed} ({', '.join(c or '?' for c in columns[:needed])}).",
+                remedy="Complete or remove that row, or re-export the markups from 3D Slicer.",
+            )
         coords.append(_floats([fields[columns.index(c)] for c in ("x", "y", "z")], path, lineno))
+        numbers.append(lineno)
         if "label" in columns and columns.index("label") < len(fields):
             labels.append(fields[columns.index("label")])
     return RawPoints(
-        np.asarray(coords), space or "ras", "fcsv", labels if len(labels) == len(coords) else None
+        np.asarray(coords, dtype=np.float64).reshape(-1, 3),
+        space or "ras",
+        "fcsv",
+        labels if len(labels) == len(coords) else None,
+        lines=numbers,
     )
+
+
+def _mrk_error(path: Path, problem: str) -> LandmarkError:
+    return LandmarkError(
+        f"{path} is not a 3D Slicer markups file: {problem}.",
+        remedy="Re-export the points from 3D Slicer (Markups module, Export to .mrk.json), whose layout is "
+        '{"markups": [{"coordinateSystem": "LPS", "controlPoints": [{"position": [x, y, z]}, ...]}]}.',
+    )
+
+
+def _position(cp: dict, i: int, path: Path) -> np.ndarray:
+    where = f"control point {i} ({cp.get('label', 'unlabelled')})"
+    if "position" not in cp:
+        raise LandmarkError(
+            f"{path}: {where} has no position.",
+            remedy="Place or delete that point in 3D Slicer, so rows stay paired by order.",
+        )
+    pos = cp["position"]
+    ok = isinstance(pos, list) and len(pos) == 3
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)
+    if not ok:
+        raise LandmarkError(
+            f"{path}: the position of {where} is {json.dumps(pos)[:80]}; expected a list of 3 numbers.",
+            remedy="Fix that point (3 numbers, not text) or re-export the markups from 3D Slicer.",
+        )
+    return np.asarray(pos, dtype=np.float64)
 
 
 def parse_mrk_json(path: Path, text: str) -> RawPoints:
@@ -186,19 +288,23 @@ def parse_mrk_json(path: Path, text: str) -> RawPoints:
         raise LandmarkError(
             f"{path} is not valid JSON ({exc}).", remedy="Re-export the markups from 3D Slicer."
         ) from exc
+    if not isinstance(doc, dict):
+        raise _mrk_error(path, f"its top level is a JSON {type(doc).__name__}, not an object")
     markups = doc.get("markups", [])
+    if not isinstance(markups, list) or not all(isinstance(m, dict) for m in markups):
+        raise _mrk_error(path, "'markups' is not a list of objects")
+    for m in markups:
+        if not isinstance(m.get("controlPoints", []), list) or not all(
+            isinstance(cp, dict) for cp in m.get("controlPoints", [])
+        ):
+            raise _mrk_error(path, "a markup's 'controlPoints' is not a list of objects")
     spaces = {_slicer_space(m.get("coordinateSystem", "LPS"), path) for m in markups}
     common = spaces.pop() if len(spaces) == 1 else "lps"  # mixed systems are all converted to LPS
     coords, labels = [], []
     for markup in markups:
         flip = _slicer_space(markup.get("coordinateSystem", "LPS"), path) != common
         for i, cp in enumerate(markup.get("controlPoints", [])):
-            if "position" not in cp:
-                raise LandmarkError(
-                    f"{path}: control point {i} ({cp.get('label', 'unlabelled')}) has no position.",
-                    remedy="Place or delete that point in 3D Slicer, so rows stay paired by order.",
-                )
-            pos = np.asarray(cp["position"], dtype=np.float64)
+            pos = _position(cp, i, path)
             coords.append(ras_lps(pos) if flip else pos)
             labels.append(str(cp.get("label", i)))
     if not coords:

@@ -18,10 +18,13 @@ from medfeat.geometry import Grid, Image, PointSet
 from medfeat.io import landmark_formats as lf
 from medfeat.io.atomic import atomic_write_text, check_not_protected
 from medfeat.io.checksum import sha256_file
+from medfeat.io.relate import edge_box
 
-__all__ = ["read_landmarks", "write_landmarks"]
+__all__ = ["check_landmark_dimension", "read_landmarks", "write_landmarks"]
 
 _SPACES = ("lps", "ras", "voxel")
+#: World points may lie this far outside their image's box (voxel edges) before they are refused.
+DEFAULT_OUTSIDE_TOLERANCE_MM = 10.0
 _AXIS_ORDERS = ("xyz", "zyx")
 
 
@@ -34,8 +37,19 @@ def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> Non
         raise LandmarkError(f"{name}={value!r} is not valid; expected one of {', '.join(allowed)}.")
 
 
+def outside_mm(index: np.ndarray, grid: Grid) -> np.ndarray:
+    """How far (mm) each continuous ITK index lies outside the grid's voxel-edge box (0 inside)."""
+    upper = np.asarray(grid.size_ijk) - 0.5
+    excess = np.maximum(-0.5 - index, 0) + np.maximum(index - upper, 0)
+    return np.linalg.norm(excess * np.asarray(grid.spacing), axis=1)
+
+
+def _fits(index: np.ndarray, grid: Grid) -> bool:
+    return bool(np.all(outside_mm(index, grid) == 0))
+
+
 def voxel_to_world(
-    coords: np.ndarray, grid: Grid, axis_order: str, source: str, check_inside: bool
+    coords: np.ndarray, grid: Grid, axis_order: str, source: str, check_inside: bool = True
 ) -> np.ndarray:
     """Continuous voxel coordinates in ``axis_order`` -> world LPS mm, checking they lie in the grid."""
     if coords.shape[1] != grid.ndim:
@@ -44,18 +58,120 @@ def voxel_to_world(
         )
     index = coords if axis_order == "xyz" else coords[:, ::-1]
     if check_inside:
-        upper = np.asarray(grid.size_ijk) - 0.5
-        outside = ~np.all((index >= -0.5) & (index <= upper), axis=1)
+        outside = outside_mm(index, grid) > 0
         if outside.any():
             first = int(np.argmax(outside))
+            other = "zyx" if axis_order == "xyz" else "xyz"
+            hints = []
+            if _fits(index[:, ::-1], grid):
+                hints.append(
+                    f"read as axis_order '{other}' every point lies inside: set axis_order to '{other}'"
+                )
+            if _fits(index - 1, grid):
+                hints.append(
+                    "read as 1-based indices every point lies inside: subtract 1 from every index"
+                )
+            hint = ("; ".join(hints).capitalize() + ". ") if hints else ""
             raise LandmarkError(
                 f"{source}: {int(outside.sum())} of {len(index)} voxel coordinates lie outside the image "
                 f"({grid.describe()}), e.g. row {first + 1} = {coords[first].tolist()} read as axis_order="
                 f"{axis_order!r}.",
-                remedy="Check axis_order ('xyz' = ITK i,j,k; 'zyx' = numpy k,j,i), that the file belongs to "
-                "this image, and whether indices are 1-based; pass check_inside=False to accept them.",
+                remedy=hint
+                + "Check the landmark file's axis_order ('xyz' = ITK i,j,k; 'zyx' = numpy k,j,i), "
+                "that the file belongs to this image, and whether its indices are 1-based; or remove those rows.",
             )
     return grid.index_to_world(index)
+
+
+def check_world_inside(
+    points: np.ndarray, grid: Grid, tolerance_mm: float, source: str, space: str
+) -> None:
+    """Refuse world LPS points further than ``tolerance_mm`` outside the grid's voxel-edge box."""
+    distance = outside_mm(grid.world_to_index(points), grid)
+    far = distance > tolerance_mm
+    if not far.any():
+        return
+    first = int(np.argmax(far))
+    lo, hi = edge_box(grid)
+    hints = []
+    flipped = points * np.array([-1.0, -1.0, 1.0][: points.shape[1]])
+    if points.shape[1] == 3 and np.all(
+        outside_mm(grid.world_to_index(flipped), grid) <= tolerance_mm
+    ):
+        other = "ras" if space == "lps" else "lps"
+        hints.append(
+            f"read as {other.upper()} every point lies inside: set the landmark file's space to '{other}'"
+        )
+    if np.all(outside_mm(points, grid) == 0) or np.all(outside_mm(points[:, ::-1], grid) == 0):
+        hints.append(
+            "the numbers fit the image as voxel indices: set the landmark file's axis_order"
+        )
+    hint = ("; ".join(hints).capitalize() + ". ") if hints else ""
+    raise LandmarkError(
+        f"{source}: {int(far.sum())} of {len(points)} points lie more than {tolerance_mm:g} mm outside "
+        f"the image ({grid.describe()}; spanning {np.round(lo, 1).tolist()} to "
+        f"{np.round(hi, 1).tolist()} mm LPS), e.g. point {first + 1} at {np.round(points[first], 2).tolist()} "
+        f"mm LPS, {distance[first]:.1f} mm outside.",
+        remedy=hint
+        + "Check that the file belongs to this image (fixed and moving landmarks not swapped) and "
+        "that its space (LPS or RAS) is right; or remove those rows.",
+    )
+
+
+def _parse(path: Path, text: str, fmt: str | None) -> lf.RawPoints:
+    """Parse ``text`` as ``fmt`` (detected when ``None``); refuse empty files and NaN/Inf coordinates."""
+    fmt = fmt or lf.detect_format(path, text)
+    if fmt not in lf.PARSERS:
+        raise LandmarkError(
+            f"Unknown landmark format {fmt!r}; expected one of {', '.join(lf.PARSERS)}."
+        )
+    raw = lf.PARSERS[fmt](path, text)
+    if len(raw.coords) == 0:
+        raise LandmarkError(
+            f"{path} holds no points.", remedy="Check that the right file was given."
+        )
+    bad = ~np.all(np.isfinite(raw.coords), axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        listed = ", ".join(f"{raw.where(int(r))} {raw.coords[r].tolist()}" for r in rows[:3])
+        raise LandmarkError(
+            f"{path}: {len(rows)} point(s) have NaN or infinite coordinates ({listed}).",
+            remedy="Fix or remove those points (remove the matching rows of the paired landmark file too, "
+            "since rows are paired by order).",
+        )
+    return raw
+
+
+def _check_dimension(columns: int, ndim: int, path: Path, described: str) -> None:
+    if columns != ndim:
+        raise LandmarkError(
+            f"{path} has {columns} coordinates per point but the image is {ndim}D ({described}).",
+            remedy=f"Give a file with exactly {ndim} coordinate columns ({', '.join('xyz'[:ndim])}); if it "
+            "has other columns (an index or a label), add a header line naming the x,y,z columns.",
+        )
+
+
+def read_landmark_file(path: str | os.PathLike, fmt: str | None = None) -> lf.RawPoints:
+    """Parse a landmark file without converting it: the coordinates exactly as written."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise LandmarkError(
+            f"Landmark file {path} does not exist"
+            + (" (it is a folder)." if path.is_dir() else "."),
+            remedy=f"Check the path (relative paths are resolved from {Path.cwd()}).",
+        )
+    return _parse(path, path.read_text(encoding="utf-8", errors="replace"), fmt)
+
+
+def check_landmark_dimension(path: str | os.PathLike, ndim: int, fmt: str | None = None) -> int:
+    """Check, before any work, that a landmark file is readable and has ``ndim`` coordinates per point.
+
+    Cheap (parses the file only; no image needed: pass
+    ``medfeat.io.image_header.read_image_header(image_path).ndim``). Returns the number of points.
+    """
+    raw = read_landmark_file(path, fmt)
+    _check_dimension(raw.coords.shape[1], ndim, Path(path), f"{ndim} axes")
+    return len(raw.coords)
 
 
 def read_landmarks(
@@ -65,6 +181,7 @@ def read_landmarks(
     space: str | None = None,
     fmt: str | None = None,
     check_inside: bool = True,
+    outside_tolerance_mm: float | None = DEFAULT_OUTSIDE_TOLERANCE_MM,
 ) -> PointSet:
     """Read landmarks as world LPS mm.
 
@@ -72,6 +189,11 @@ def read_landmarks(
     ``axis_order``). Formats that state their own space (elastix, transformix, Slicer) use it; Slicer
     ``.fcsv`` without a ``CoordinateSystem`` line is RAS unless ``space`` says otherwise. ``fmt`` forces
     a format (``table``, ``elastix``, ``transformix``, ``fcsv``, ``mrk.json``) instead of detecting it.
+
+    With ``image``, the points are checked against it before anything else is done: one coordinate per
+    image axis; voxel coordinates inside the voxel grid (``check_inside``); world points at most
+    ``outside_tolerance_mm`` outside the image's box (voxel edges; ``None`` skips that check).
+    NaN/Inf coordinates are always refused.
     """
     _check_choice("space", space, _SPACES)
     _check_choice("axis_order", axis_order, _AXIS_ORDERS)
@@ -83,16 +205,11 @@ def read_landmarks(
             remedy=f"Check the path (relative paths are resolved from {Path.cwd()}).",
         )
     text = path.read_text(encoding="utf-8", errors="replace")
-    fmt = fmt or lf.detect_format(path, text)
-    if fmt not in lf.PARSERS:
-        raise LandmarkError(
-            f"Unknown landmark format {fmt!r}; expected one of {', '.join(lf.PARSERS)}."
-        )
-    raw = lf.PARSERS[fmt](path, text)
-    if len(raw.coords) == 0:
-        raise LandmarkError(
-            f"{path} holds no points.", remedy="Check that the right file was given."
-        )
+    raw = _parse(path, text, fmt)
+    fmt = raw.fmt
+    grid = _grid_of(image)
+    if grid is not None:
+        _check_dimension(raw.coords.shape[1], grid.ndim, path, grid.describe())
     file_space = raw.space
     if fmt == "fcsv" and "coordinatesystem" not in text.lower() and space in ("lps", "ras"):
         file_space = space
@@ -102,8 +219,8 @@ def read_landmarks(
     if file_space is None:
         raise LandmarkError(
             f"{path} is a plain table of coordinates; it does not say whether they are world mm or voxels.",
-            remedy="Pass space='lps' or space='ras' for world millimetres, or an image with axis_order='xyz' "
-            "(ITK i,j,k) or 'zyx' (numpy k,j,i) for voxel coordinates.",
+            remedy="Set the landmark file's space to 'lps' or 'ras' for world millimetres, or its axis_order to "
+            "'xyz' (ITK i,j,k) or 'zyx' (numpy k,j,i) for voxel coordinates of its image.",
         )
     if space is not None and space != file_space:
         raise LandmarkError(
@@ -117,7 +234,6 @@ def read_landmarks(
         "sha256": sha256_file(path),
     }
     if file_space == "voxel":
-        grid = _grid_of(image)
         order = raw.axis_order or axis_order
         if raw.axis_order and axis_order and axis_order != raw.axis_order:
             raise LandmarkError(
@@ -140,6 +256,8 @@ def read_landmarks(
         meta["axis_order"] = order
     else:
         world = lf.ras_lps(raw.coords) if file_space == "ras" else raw.coords
+        if grid is not None and outside_tolerance_mm is not None:
+            check_world_inside(world, grid, outside_tolerance_mm, str(path), file_space)
     return PointSet(world, labels=raw.labels, meta=meta)
 
 

@@ -8,7 +8,7 @@ from medfeat.errors import GeometryError
 from medfeat.geometry import Grid, Image
 
 
-def _edge_box(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def edge_box(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """World-axis-aligned box (min, max) around the voxel edges (centres +- half a voxel)."""
     corners = np.array(np.meshgrid(*[[-0.5, s - 0.5] for s in grid.size_ijk], indexing="ij"))
     pts = grid.index_to_world(corners.reshape(grid.ndim, -1).T)
@@ -17,7 +17,7 @@ def _edge_box(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 def overlap_fraction(a: Grid, b: Grid) -> float:
     """Volume of the intersection of both physical boxes over the volume of the smaller box."""
-    (lo_a, hi_a), (lo_b, hi_b) = _edge_box(a), _edge_box(b)
+    (lo_a, hi_a), (lo_b, hi_b) = edge_box(a), edge_box(b)
     inter = np.prod(np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None))
     return float(inter / min(np.prod(hi_a - lo_a), np.prod(hi_b - lo_b)))
 
@@ -34,8 +34,8 @@ def check_geometry_relatable(fixed: Image, moving: Image, min_overlap: float = 0
         )
     frac = overlap_fraction(fg, mg)
     if frac <= 0.0 or frac < min_overlap:
-        lo_f, hi_f = _edge_box(fg)
-        lo_m, hi_m = _edge_box(mg)
+        lo_f, hi_f = edge_box(fg)
+        lo_m, hi_m = edge_box(mg)
         raise GeometryError(
             f"The fixed image {fixed.name} ({fg.describe()}, world box {np.round(lo_f, 1).tolist()} to "
             f"{np.round(hi_f, 1).tolist()} mm) and the moving image {moving.name} ({mg.describe()}, world box "

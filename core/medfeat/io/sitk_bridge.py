@@ -12,6 +12,17 @@ import numpy as np
 from medfeat.geometry import Grid, Image
 
 
+def sitk_reason(exc: Exception) -> str:
+    """The informative lines of a SimpleITK exception, without the C++ file/line noise."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [
+        ln.replace("sitk::ERROR:", "").strip()
+        for ln in lines
+        if not ln.startswith("Exception thrown")
+    ]
+    return " ".join(lines)[:400] or type(exc).__name__
+
+
 def set_geometry(sitk_image: Any, grid: Grid) -> Any:
     """Copy spacing, origin and direction of ``grid`` onto a SimpleITK image (in place)."""
     sitk_image.SetSpacing(tuple(float(s) for s in grid.spacing))
