@@ -1,0 +1,341 @@
+"""The page of one registration case: alignment before/after, field regularity, landmark errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medfeat.geometry import DisplacementField, Image
+from medfeat.report import figures as F
+from medfeat.report.common import Output, attempt, metrics_tables, read_points_csv, write_csv
+from medfeat.report.page import Page, Section, Table
+from medfeat.report.planes import default_pixel_mm, sample_planes, world_bounds
+
+#: How many of the worst landmarks are shown on slices.
+WORST_LANDMARKS = 3
+
+
+class RegistrationInputs:
+    """Everything a registration page draws, read from the case folder and the run's inputs."""
+
+    def __init__(self, case_dir: Path, item: Any | None) -> None:
+        from medfeat.io.fields import read_displacement_field
+        from medfeat.io.images import read_image
+
+        self.item = item
+        self.fixed: Image | None = getattr(item, "fixed", None)
+        self.moving: Image | None = getattr(item, "moving", None)
+        self.fixed_labels: Image | None = getattr(item, "fixed_labels", None)
+        path = case_dir / "field_fixed_to_moving.nii.gz"
+        self.field: DisplacementField | None = (
+            read_displacement_field(path) if path.is_file() else None
+        )
+        self.warped = self._warped(
+            case_dir / "warped_moving.nii.gz", read_image, "moving", "linear"
+        )
+        self.warped_labels = self._warped(
+            case_dir / "warped_moving_labels.nii.gz", read_image, "moving_labels", "nearest"
+        )
+        self.predicted_points = None
+        csv = case_dir / "fixed_landmarks_in_moving_world_lps_mm.csv"
+        if csv.is_file():
+            self.predicted_points = read_points_csv(csv)[0]
+        elif self.field is not None and getattr(item, "fixed_points", None) is not None:
+            self.predicted_points = self.field.transform_points(item.fixed_points.points)
+
+    def _warped(self, path: Path, read: Any, role: str, interpolation: str) -> Image | None:
+        if path.is_file():
+            return read(path)
+        source = getattr(self.item, role, None)
+        if source is None or self.field is None:
+            return None
+        from medfeat.io.resample import warp_image
+
+        return warp_image(source, self.field, interpolation)
+
+    @property
+    def reference(self) -> Image | None:
+        """The image whose grid the panels cover: the fixed image, else the warped moving image."""
+        return self.fixed or self.warped
+
+
+def case_page(
+    out: Output,
+    case_id: str,
+    case_dir: Path,
+    metrics: dict | None,
+    item: Any | None,
+    input_notes: list[str],
+) -> Page:
+    page = Page(f"Registration · {case_id}", subtitle=str(case_dir))
+    overview = Section("Metrics")
+    if metrics:
+        overview.tables += metrics_tables(metrics)
+    else:
+        overview.note("This case has no metrics.json.")
+    for note in input_notes:
+        overview.note(note, "warning" if "changed" in note or "differs" in note else "missing")
+    overview.links += _file_links(out, case_dir)
+    page.sections.append(overview)
+
+    data = RegistrationInputs(case_dir, item)
+    page.sections += [
+        checkerboard_section(out, data),
+        difference_section(out, data),
+        label_section(out, data),
+        jacobian_section(out, data),
+        magnitude_section(out, data),
+        landmark_section(out, data),
+    ]
+    return page
+
+
+def _file_links(out: Output, case_dir: Path) -> list[tuple[str, str]]:
+    return [(p.name, out.href(p)) for p in sorted(case_dir.iterdir()) if p.is_file()]
+
+
+def _geometry(data: RegistrationInputs) -> dict[str, Any]:
+    grid = data.reference.grid if data.reference is not None else data.field.grid
+    bounds = world_bounds(grid)
+    return {"bounds": bounds, "pixel_mm": default_pixel_mm(grid, bounds)}
+
+
+def _views(image: Image, geometry: dict[str, Any], order: int = 1, center=None):
+    return sample_planes(image, center, order=order, **geometry)
+
+
+def _before_after(data: RegistrationInputs, section: Section):
+    """Normalised fixed, moving-before and moving-after views, or None (with a note)."""
+    if data.fixed is None:
+        section.note("The fixed image is not available, so alignment cannot be shown.")
+        return None
+    if data.moving is None and data.warped is None:
+        section.note("Neither the moving image nor the warped moving image is available.")
+        return None
+    geometry = _geometry(data)
+    fixed = _views(data.fixed, geometry)
+    before = _views(data.moving, geometry) if data.moving is not None else None
+    after = _views(data.warped, geometry) if data.warped is not None else None
+    fw = F.intensity_window(*[v.data for v in fixed])
+    mw = F.intensity_window(*[v.data for v in (before or after)])
+    norm = [F.normalise(v, fw) for v in fixed]
+    return (
+        norm,
+        [F.normalise(v, mw) for v in before] if before else None,
+        [F.normalise(v, mw) for v in after] if after else None,
+    )
+
+
+def checkerboard_section(out: Output, data: RegistrationInputs) -> Section:
+    from medfeat.report.planes import checkerboard
+
+    section = Section("Checkerboards")
+    with attempt(section, "Checkerboards"):
+        views = _before_after(data, section)
+        if views is None:
+            return section
+        fixed, before, after = views
+        tile = F.nice_length_mm(fixed[0].width_mm, 0.125)
+        rows = [
+            (
+                name,
+                [checkerboard(f, m, tile) for f, m in zip(fixed, moving, strict=True)],
+                {"vmin": 0.0, "vmax": 1.0},
+            )
+            for name, moving in (("before", before), ("after", after))
+            if moving is not None
+        ]
+        out.add_figure(
+            section,
+            F.grid_figure(rows),
+            "checkerboard.png",
+            f"Fixed and moving image in alternating {tile:g} mm tiles, before (moving as it is) and "
+            "after registration (warped moving), on three planes through the centre of the fixed "
+            "image, in world orientation. Edges continue across tiles where the images agree. "
+            "Intensities of each image are windowed to their 1st-99th percentiles.",
+        )
+    return section
+
+
+def difference_section(out: Output, data: RegistrationInputs) -> Section:
+    section = Section("Differences")
+    with attempt(section, "Differences"):
+        views = _before_after(data, section)
+        if views is None:
+            return section
+        fixed, before, after = views
+        rows = [
+            (
+                name,
+                [f.with_data(f.data - m.data) for f, m in zip(fixed, moving, strict=True)],
+                {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0},
+            )
+            for name, moving in (("before", before), ("after", after))
+            if moving is not None
+        ]
+        out.add_figure(
+            section,
+            F.grid_figure(rows, colorbar="fixed - moving (windowed intensities)"),
+            "difference.png",
+            "Fixed minus moving image (each windowed to [0, 1]) before and after registration. "
+            "Grey means agreement; between modalities (CT to MR) the difference does not vanish "
+            "even when aligned.",
+        )
+    return section
+
+
+def label_section(out: Output, data: RegistrationInputs) -> Section:
+    section = Section("Labels")
+    with attempt(section, "Label contours"):
+        if data.fixed_labels is None:
+            section.note("This case has no fixed label map.")
+            return section
+        base = data.warped or data.fixed
+        if base is None:
+            section.note("No image to draw the labels on.")
+            return section
+        geometry = _geometry(data)
+        labels = [int(v) for v in np.unique(data.fixed_labels.numpy()) if v > 0]
+        views = _views(base, geometry)
+        overlays = [("fixed labels", _views(data.fixed_labels, geometry, order=0), "solid")]
+        if data.warped_labels is not None:
+            overlays.append(
+                ("warped moving labels", _views(data.warped_labels, geometry, order=0), "dashed")
+            )
+        window = F.intensity_window(*[v.data for v in views])
+        on = "warped moving image" if data.warped is not None else "fixed image"
+        out.add_figure(
+            section,
+            F.contour_figure(views, overlays, labels, window, on),
+            "labels.png",
+            f"Fixed labels (solid) and warped moving labels (dashed) outlined on the {on}. "
+            "Where registration worked, the outlines follow the same organ boundaries.",
+        )
+    return section
+
+
+def jacobian_section(out: Output, data: RegistrationInputs) -> Section:
+    from medfeat.io.images import write_image
+    from medfeat.metrics.jacobian import jacobian_determinant_mm
+
+    section = Section("Jacobian determinant")
+    with attempt(section, "Jacobian determinant"):
+        if data.field is None:
+            section.note("field_fixed_to_moving.nii.gz is missing.")
+            return section
+        det = jacobian_determinant_mm(data.field).astype(np.float32)
+        det_image = Image(det, data.field.grid, {"name": "jacobian_determinant"})
+        path = write_image(det_image, out.file("jacobian_determinant.nii.gz"))
+        section.links.append(
+            ("jacobian_determinant.nii.gz (det J on the fixed grid)", out.href(path))
+        )
+        folded = int((det <= 0).sum())
+        center = None
+        where = "the centre of the fixed image"
+        if folded:
+            k = np.unravel_index(int(np.argmin(det)), det.shape)
+            center = data.field.grid.array_index_to_world(np.asarray(k, dtype=float))[0]
+            where = "the voxel with the lowest det J"
+        geometry = _geometry(data)
+        views = _views(det_image, geometry, center=center)
+        pct = 100.0 * folded / det.size
+        out.add_figure(
+            section,
+            F.jacobian_figure(views, folded, pct),
+            "jacobian.png",
+            f"Jacobian determinant of x -> x + u(x) (world mm), planes through {where}. "
+            "Blue: local expansion, red: compression, white: volume kept; det J <= 0 (folding) "
+            f"in black. Range over the field: {float(det.min()):.3f} to {float(det.max()):.3f}.",
+        )
+    return section
+
+
+def magnitude_section(out: Output, data: RegistrationInputs) -> Section:
+    section = Section("Displacement magnitude")
+    with attempt(section, "Displacement magnitude"):
+        if data.field is None:
+            section.note("field_fixed_to_moving.nii.gz is missing.")
+            return section
+        mag = np.linalg.norm(data.field.numpy(), axis=0).astype(np.float32)
+        views = _views(Image(mag, data.field.grid), _geometry(data))
+        vmax = float(np.percentile(mag, 99.5))
+        out.add_figure(
+            section,
+            F.magnitude_figure(views, vmax),
+            "displacement.png",
+            f"|u(x)| in mm on the fixed grid (maximum {float(mag.max()):.2f} mm, 99.5th percentile "
+            f"{vmax:.2f} mm, where the colour scale ends).",
+        )
+    return section
+
+
+def landmark_section(out: Output, data: RegistrationInputs) -> Section:
+    section = Section("Landmark errors")
+    with attempt(section, "Landmark errors"):
+        item = data.item
+        fixed_pts = getattr(getattr(item, "fixed_points", None), "points", None)
+        moving_pts = getattr(getattr(item, "moving_points", None), "points", None)
+        if fixed_pts is None or moving_pts is None:
+            section.note("This case has no pair of landmark sets (or its inputs are unavailable).")
+            return section
+        predicted = data.predicted_points
+        before = np.linalg.norm(np.asarray(fixed_pts) - moving_pts, axis=1)
+        after = np.linalg.norm(predicted - moving_pts, axis=1) if predicted is not None else None
+        path = _landmark_csv(out, fixed_pts, moving_pts, predicted, before, after)
+        section.links.append(("landmark_errors_mm.csv (one row per landmark)", out.href(path)))
+        series = {"before": before} | ({"after": after} if after is not None else {})
+        out.add_figure(
+            section,
+            F.histogram_figure(series, "landmark error (mm)"),
+            "landmark_errors.png",
+            "Distribution of the landmark errors in mm: distance between the moving landmarks and the "
+            "fixed landmarks as they are (before) or mapped through the field (after).",
+        )
+        if after is None:
+            section.note("No mapped landmarks (fixed_landmarks_in_moving_world_lps_mm.csv).")
+            return section
+        worst = np.argsort(after)[::-1][:WORST_LANDMARKS]
+        section.tables.append(
+            Table(
+                ["landmark", "error before (mm)", "error after (mm)"],
+                [[int(i), float(before[i]), float(after[i])] for i in worst],
+                caption=f"The {len(worst)} worst landmarks after registration",
+            )
+        )
+        if data.moving is None:
+            section.note("The moving image is not available: the worst landmarks are not drawn.")
+            return section
+        grid = data.moving.grid
+        bounds = world_bounds(grid)
+        geometry = {"bounds": bounds, "pixel_mm": default_pixel_mm(grid, bounds)}
+        rows, views_all = [], []
+        for i in worst:
+            views = sample_planes(data.moving, moving_pts[i], **geometry)
+            views_all += views
+            points = {"true": moving_pts[i][None], "predicted": predicted[i][None]}
+            rows.append((f"#{int(i)}: {after[i]:.2f} mm", views, points))
+        window = F.intensity_window(*[v.data for v in views_all])
+        out.add_figure(
+            section,
+            F.point_rows_figure(rows, window),
+            "worst_landmarks.png",
+            "The worst landmarks on the moving image, planes through each true moving landmark "
+            "(green circle); the red cross is where the field maps the fixed landmark "
+            "(drawn at its in-plane position).",
+        )
+    return section
+
+
+def _landmark_csv(out, fixed_pts, moving_pts, predicted, before, after) -> Path:
+    cols = ["landmark", "fixed_x_mm", "fixed_y_mm", "fixed_z_mm", "moving_x_mm", "moving_y_mm",
+            "moving_z_mm", "mapped_x_mm", "mapped_y_mm", "mapped_z_mm", "error_before_mm",
+            "error_after_mm"]  # fmt: skip
+    rows = []
+    for i in range(len(before)):
+        mapped = list(predicted[i]) if predicted is not None else ["", "", ""]
+        err = float(after[i]) if after is not None else ""
+        rows.append([i, *map(float, fixed_pts[i]), *map(float, moving_pts[i]), *mapped,
+                     float(before[i]), err])  # fmt: skip
+    return write_csv(out.file("landmark_errors_mm.csv"), cols, rows)
