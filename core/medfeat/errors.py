@@ -41,6 +41,7 @@ class ConfigError(MedfeatError):
         remedy: str | None = None,
     ) -> None:
         self.source, self.line, self.key_path = source, line, key_path
+        self.detail = message.strip()  # the message without where it happened
         where = []
         if source:
             where.append(f"{source}" + (f", line {line}" if line else ""))
@@ -60,6 +61,13 @@ class PluginError(MedfeatError):
     """A plugin is missing, too old, or failed to load."""
 
     title = "Plugin error"
+
+
+class PluginFailure(PluginError):
+    """An installed plugin's code failed: neither the user's input nor medfeat is at fault."""
+
+    title = "Plugin failure"
+    exit_code = 1
 
 
 class InputFileError(MedfeatError):

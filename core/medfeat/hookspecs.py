@@ -10,14 +10,26 @@ callback bound to one component kind::
     def medfeat_register_backbones(register):
         register("my-backbone", make_my_backbone, config=MyBackboneConfig, summary="What it computes.")
 
-``register(name, factory, *, config=None, summary="", aliases=())``:
+``register(name, factory, *, config=None, summary="", aliases=(), accepts=())``:
 
-* ``name`` — the registered name users write in YAML (lower-case, ``-`` separated);
+* ``name`` — the registered name users write in YAML (lower-case, ``-`` separated). Names and
+  aliases of one kind share one namespace: a name or alias already taken (by the built-ins, which
+  register first, or by another plugin) is refused and reported by ``medfeat plugins``;
 * ``factory(config, context)`` — builds the component; ``config`` is an instance of ``config``
   (a pydantic model) validated from the YAML section, ``context`` a :class:`medfeat.context.RunContext`
   (device, seed, progress, out_dir, timings);
 * ``config`` — the pydantic model of the YAML section (without ``name``); ``None`` for no options;
-* ``summary`` — one line for ``medfeat components``.
+* ``summary`` — one line for ``medfeat components``;
+* ``aliases`` — other names for the component (each obeys the naming rule above);
+* ``accepts`` — deformable optimisers only: the pipeline sections they consume besides their own.
+
+A factory that raises anything but a :class:`medfeat.errors.MedfeatError` is reported as a fault
+of its plugin (naming the plugin and the component); raise a ``MedfeatError`` subclass with a
+``remedy`` for problems the user can fix.
+
+Names starting with ``medfeat_`` in a plugin module are reserved for the hooks below: a function
+named like a hook that is none (``medfeat_register_backbone``), or a hook not marked
+``@hookimpl``, is reported by ``medfeat plugins``.
 
 Keep the plugin module light: import torch and model code inside the factory, so that discovering
 plugins (``medfeat plugins``) stays instant. The built-in components use this same mechanism

@@ -5,13 +5,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from medfeat.config.base import NoOptions
-from medfeat.errors import ComponentNotFoundError
+from medfeat.config.base import NoOptions, validate_options
+from medfeat.errors import ComponentNotFoundError, ConfigError, MedfeatError, PluginFailure
+
+#: The plugin (distribution) name of medfeat's own, built-in components.
+CORE_PLUGIN = "medfeat"
 
 #: kind id -> (hook name, human name)
 KINDS: dict[str, tuple[str, str]] = {
@@ -47,10 +50,55 @@ class Component:
     accepts: tuple[str, ...] = ()
 
     def build(self, config: BaseModel | dict | None, context: Any) -> Any:
-        """Validate ``config`` (if a dict) and call the factory."""
+        """Validate ``config`` (if a dict) and call the factory.
+
+        Invalid options are a :class:`ConfigError`. A plugin's factory that fails with anything
+        but a :class:`MedfeatError` (or running out of memory) is a :class:`PluginFailure` that
+        names the plugin and the component: the fault is the plugin's, not the user's or medfeat's.
+        """
+        human = KINDS[self.kind][1]
         if not isinstance(config, self.config):
-            config = self.config.model_validate(config or {})
-        return self.factory(config, context)
+            try:
+                config = validate_options(self.config, config or {})
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise ConfigError(
+                    f"invalid options for the {human} {self.name!r}"
+                    + (f" at '{where}'" if where else "")
+                    + f": {err['msg']}.",
+                    remedy=f"`medfeat components {self.kind}` lists its options.",
+                ) from None
+        try:
+            return self.factory(config, context)
+        except (MedfeatError, MemoryError):
+            raise
+        except (Exception, SystemExit) as exc:
+            if self.plugin == CORE_PLUGIN or "out of memory" in str(exc).lower():
+                raise
+            raise self.failure(exc, "while it was being built") from exc
+
+    def failure(self, exc: BaseException, when: str) -> PluginFailure:
+        """The :class:`PluginFailure` of this component's plugin for ``exc``."""
+        human = KINDS[self.kind][1]
+        return plugin_failure(
+            self.plugin, exc, f"the {human} {self.name!r} of the plugin {self.plugin} failed {when}"
+        )
+
+
+def plugin_failure(plugin: str, exc: BaseException, what: str) -> PluginFailure:
+    """A :class:`PluginFailure`: ``what`` (a sentence that names ``plugin``) failed with ``exc``."""
+    if isinstance(exc, SystemExit):
+        reason = f"it called sys.exit({exc.code!r})"
+    else:
+        text = " ".join(str(exc).split())
+        reason = f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+    return PluginFailure(
+        f"{what}: {reason}. This is a fault in that plugin, not in your pipeline or in medfeat.",
+        remedy=f"Update the plugin (pip install -U {plugin}), or uninstall it "
+        f"(pip uninstall {plugin}) and use another component, and report the problem to its "
+        "authors; rerun with --debug for the traceback.",
+    )
 
 
 @dataclass
@@ -71,10 +119,14 @@ class Registry:
     aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
     problems: list[LoadProblem] = field(default_factory=list)
     plugins: dict[str, str] = field(default_factory=dict)  # plugin (distribution) name -> version
+    #: top-level module name -> plugin, for each plugin but the core (to blame a traceback)
+    modules: dict[str, str] = field(default_factory=dict)
     plugin_manager: Any = None
 
     def register_callback(self, kind: str, plugin: str) -> Callable[..., None]:
         """The ``register`` callback handed to a plugin's hook for ``kind``."""
+
+        human = KINDS[kind][1]
 
         def register(
             name: str,
@@ -85,16 +137,30 @@ class Registry:
             aliases: tuple[str, ...] | list[str] = (),
             accepts: tuple[str, ...] | list[str] = (),
         ) -> None:
+            def refuse(why: str) -> None:
+                self.problems.append(LoadProblem(plugin, f"{human} {name!r}: {why}; skipped."))
+
+            if not isinstance(name, str):
+                return refuse("the name must be text")
+            if not callable(factory):
+                return refuse("the factory is not callable")
+            aliases = (aliases,) if isinstance(aliases, str) else aliases
+            accepts = (accepts,) if isinstance(accepts, str) else accepts
+            try:
+                aliases, accepts = tuple(aliases or ()), tuple(accepts or ())
+            except TypeError:
+                return refuse("`aliases` and `accepts` must be lists of names")
+            text = summary.strip() if isinstance(summary, str) else ""
             self.add(
                 Component(
                     kind=kind,
                     name=name,
                     factory=factory,
                     config=config or NoOptions,
-                    summary=summary.strip().splitlines()[0] if summary.strip() else "",
+                    summary=text.splitlines()[0] if text else "",
                     plugin=plugin,
-                    aliases=tuple(aliases),
-                    accepts=tuple(accepts),
+                    aliases=aliases,
+                    accepts=accepts,
                 )
             )
 
@@ -121,20 +187,51 @@ class Registry:
                 )
             )
             return
-        taken = self.components[kind].get(name) or self.components[kind].get(
-            self.aliases[kind].get(name, "")
-        )
+        human = KINDS[kind][1]
+        taken = self._owner(kind, name)
         if taken is not None:
             self.problems.append(
                 LoadProblem(
                     component.plugin,
-                    f"{KINDS[kind][1]} {name!r} is already registered by {taken.plugin}; this registration was ignored.",
+                    f"{human} {name!r} is already registered by {taken}; this registration "
+                    "was ignored.",
                 )
             )
             return
-        self.components[kind][name] = component
+        accepted: list[str] = []
         for alias in component.aliases:
-            self.aliases[kind].setdefault(alias, name)
+            owner = self._owner(kind, alias) if isinstance(alias, str) else None
+            if alias == name or alias in accepted:
+                continue
+            if not isinstance(alias, str) or not _NAME_RE.match(alias):
+                why = "is not a lower-case kebab-case name"
+            elif owner is not None:
+                why = f"is already taken by {owner}"
+            else:
+                accepted.append(alias)
+                continue
+            self.problems.append(
+                LoadProblem(
+                    component.plugin,
+                    f"the alias {alias!r} of {human} {name!r} {why}; the alias was refused "
+                    "(names and aliases of one kind share one namespace).",
+                )
+            )
+        if tuple(accepted) != component.aliases:
+            component = replace(component, aliases=tuple(accepted))
+        self.components[kind][name] = component
+        for alias in accepted:
+            self.aliases[kind][alias] = name
+
+    def _owner(self, kind: str, name: str) -> str | None:
+        """Who holds ``name`` in the namespace of ``kind`` (a component name or an alias), in
+        words, or ``None`` when it is free."""
+        if name in self.components[kind]:
+            return self.components[kind][name].plugin
+        target = self.aliases[kind].get(name)
+        if target is not None:
+            return f"{self.components[kind][target].plugin} (an alias of {target!r})"
+        return None
 
     # ---------------------------------------------------------------- lookup
     def names(self, kind: str) -> list[str]:
@@ -154,6 +251,8 @@ class Registry:
         key_path: str | None = None,
     ) -> Component:
         """The component ``name`` of ``kind``, or a :class:`ComponentNotFoundError` that helps."""
+        if name in self.components[kind]:  # a registered name is never shadowed by an alias
+            return self.components[kind][name]
         name = self.aliases[kind].get(name, name)
         try:
             return self.components[kind][name]

@@ -111,12 +111,16 @@ def test_nan_image(zero_plugin, volumes, capsys):
 
 
 def test_wrong_dimensionality(zero_plugin, volumes, capsys):
-    write(volumes / "m.nii.gz", np.ones((9, 10)))
+    write(volumes / "m.nii.gz", np.random.default_rng(1).random((9, 10)))
     run_expect_error(capsys, pipeline(volumes), volumes / "out", "Geometry error")
 
 
 def test_grids_that_cannot_be_related(zero_plugin, volumes, capsys):
-    write(volumes / "m.nii.gz", np.ones((8, 9, 10)), origin=(5000.0, 0.0, 0.0))
+    write(
+        volumes / "m.nii.gz",
+        np.random.default_rng(1).random((8, 9, 10)),  # not constant: that is refused first
+        origin=(5000.0, 0.0, 0.0),
+    )
     run_expect_error(capsys, pipeline(volumes), volumes / "out", "Geometry error", "overlap")
 
 

@@ -83,3 +83,65 @@ def test_python_dash_m_medfeat_is_the_cli():
         [sys.executable, "-m", "medfeat", "--help"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "run" in proc.stdout
+
+
+GOOD = "kind: registration\ndata: {name: breathing-phantom}\noptimiser: {name: convex-adam}\n"
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["a.b.c=1"], "command line override 'a.b.c=1' at 'a': unknown option 'a'"),
+        (["kind=[registration]"], "override 'kind=[registration]' at 'kind': `kind` must be one"),
+        (["optimiser.adam_iterations=true"], "expected a number, but it is a boolean"),
+        (["optimiser.smoothness_weight=.inf"], "finite number"),
+    ],
+)
+def test_bad_overrides_are_clear_and_blamed_on_the_override(tmp_path, capsys, overrides, expected):
+    p = tmp_path / "p.yaml"
+    p.write_text(GOOD)
+    assert main(["validate", str(p), *overrides]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert expected in err  # printed as written: `[registration]` is not eaten as markup
+    assert "line 1" not in err and "internal error" not in err
+
+
+def test_a_yaml_alias_bomb_is_one_clear_message(tmp_path):
+    levels = "".join(
+        f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 10)
+    )
+    p = tmp_path / "bomb.yaml"
+    p.write_text("l0: &l0 [" + ", ".join(["lol"] * 10) + "]\n" + levels + GOOD)
+    res = run_cli("validate", str(p))
+    assert res.returncode == 2, res.stderr
+    assert "alias bomb" in res.stderr
+    assert "MemoryError" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_failing_plugin_factory_is_blamed_on_the_plugin(fake_distribution, tmp_path, capsys):
+    fake_distribution(
+        "medfeat-fact",
+        {
+            "medfeat_fact.py": "from medfeat.api import hookimpl\n"
+            "def make(config, context):\n    raise RuntimeError('weights missing')\n"
+            "@hookimpl\ndef medfeat_register_optimisers(register):\n"
+            "    register('fact', make)\n"
+        },
+        {"fact": "medfeat_fact"},
+    )
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        GOOD.replace("convex-adam", "fact").replace("phantom}", "phantom, shape: [8, 8, 8]}")
+    )
+    code = main(["-q", "run", str(p), "--out", str(tmp_path / "out")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code != 0 and "Traceback" not in err
+    assert "the deformable optimiser 'fact' of the plugin medfeat-fact failed" in err
+    assert "RuntimeError: weights missing" in err and "pip uninstall medfeat-fact" in err
+    assert "This is a bug" not in err
+
+
+@pytest.mark.parametrize("kind", ["similarities", "feature-transforms", "deformable optimisers"])
+def test_components_takes_a_kind_in_any_usual_spelling(kind, capsys):
+    assert main(["components", kind]) == 0
+    assert "Configuration error" not in capsys.readouterr().err

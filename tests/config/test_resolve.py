@@ -110,9 +110,66 @@ def test_overrides_and_resolved_config(fake_distribution):
         resolve(GOOD.format(optimiser="opt"), ["optimiser.steps"])
 
 
+OVERRIDE_BASE = GOOD.format(optimiser="convex-adam")
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        # a key the override created: blamed on the override, not on a line of the file
+        ("a.b.c=1", "command line override 'a.b.c=1' at 'a': unknown option 'a'"),
+        ("data.b.c=1", "command line override 'data.b.c=1' at 'data.b': unknown option 'b'"),
+        ("kind=[registration]", "command line override 'kind=[registration]' at 'kind': `kind` "),
+        ("requires=3", "command line override 'requires=3' at 'requires[0]': 3 is not a valid"),
+        ("data.name.x=1", "'data.name.x=1': data.name is the value 'breathing-phantom', not a"),
+        ("data.shape.7=1", "'data.shape.7=1': data.shape is a list of 3 item(s); it has no item 7"),
+        ("feature_transforms.0.name=x", "feature_transforms is not in the pipeline, so it has no"),
+        ("optimiser.steps", "override 'optimiser.steps' is not of the form key.path=value"),
+        ("optimiser.a..b=1", "the key 'optimiser.a..b' has an empty part"),
+        ("optimiser.x=&a [*a]", "'optimiser.x=&a [*a]': a recursive alias"),
+    ],
+)
+def test_bad_overrides_are_blamed_on_the_override(override, expected):
+    with pytest.raises(ConfigError) as err:
+        resolve(OVERRIDE_BASE, [override])
+    message = str(err.value)
+    assert expected in message
+    assert "p.yaml" not in message  # the file is not at fault
+
+
+def test_a_section_check_after_an_override_names_the_override(fake_distribution):
+    fake_distribution(
+        "medfeat-pairwise",
+        {
+            "medfeat_pairwise.py": """
+            from pydantic import model_validator
+            from medfeat.api import ConfigModel, hookimpl
+            class C(ConfigModel):
+                low: int = 1
+                high: int = 2
+                @model_validator(mode="after")
+                def _ordered(self):
+                    if self.low > self.high:
+                        raise ValueError("low must not exceed high")
+                    return self
+            @hookimpl
+            def medfeat_register_optimisers(register):
+                register("pairwise", lambda c, ctx: None, config=C)
+        """
+        },
+        {"pairwise": "medfeat_pairwise"},
+    )
+    with pytest.raises(ConfigError) as err:
+        resolve(GOOD.format(optimiser="pairwise"), ["optimiser.low=5"])
+    message = str(err.value)
+    assert message.startswith("p.yaml, line 8 at 'optimiser': low must not exceed high")
+    assert "after the command line override 'optimiser.low=5'" in message
+
+
 def test_unknown_options_suggest_close_names():
     with pytest.raises(
-        ConfigError, match="command line override at 'optimiser.adam_iteration'"
+        ConfigError,
+        match="command line override 'optimiser.adam_iteration=3' at 'optimiser.adam_iteration'",
     ) as err:
         resolve(GOOD.format(optimiser="convex-adam"), ["optimiser.adam_iteration=3"])
     assert "Did you mean 'adam_iterations'?" in str(err.value)
@@ -129,19 +186,18 @@ def test_unknown_options_suggest_close_names():
 
 def test_merge_keys_and_extension_fields():
     text = GOOD.format(optimiser="convex-adam") + (
-        "x-features: &mind {name: mind-ssc, radius_vox: 1, dilation_vox: 2}\n"
-        "feature_transforms: []\n"
+        "x-features: &mind {name: mind-ssc, radius_mm: 1, dilation_mm: 2}\nfeature_transforms: []\n"
     )
     text = text.replace("backbone:\n  name: intensity\n  normalise: zscore\n", "")
-    text += "backbone:\n  <<: *mind\n  dilation_vox: 3\n"
+    text += "backbone:\n  <<: *mind\n  dilation_mm: 3\n"
     backbone = resolve(text).to_dict()["backbone"]
-    assert (backbone["name"], backbone["radius_vox"], backbone["dilation_vox"]) == (
+    assert (backbone["name"], backbone["radius_mm"], backbone["dilation_mm"]) == (
         "mind-ssc",
         1,
         3,
     )
-    with pytest.raises(ConfigError, match="line 12 at 'backbone.radius_vx'.*'radius_vox'"):
-        resolve(text + "  radius_vx: 2\n")
+    with pytest.raises(ConfigError, match="line 12 at 'backbone.radius_m'.*'radius_mm'"):
+        resolve(text + "  radius_m: 2\n")
 
 
 # ------------------------------------------------------------------ paths and inputs
@@ -272,7 +328,8 @@ def test_a_missing_input_names_its_line_key_and_how_it_was_read(project):
     assert "data.moving=/path/to/it" in msg
     # from the command line: relative to the working directory, and it says so
     with pytest.raises(
-        ConfigError, match="command line override at 'data.moving'.*working directory"
+        ConfigError,
+        match="command line override 'data.moving=m.nii.gz' at 'data.moving'.*working directory",
     ):
         resolve_pipeline(load_yaml(path), get_registry(), ["data.moving=m.nii.gz"])
     # a nested component's input is checked as well

@@ -1,11 +1,13 @@
-"""YAML with source lines: merge keys, duplicate keys, the folder relative paths are relative to."""
+"""YAML with source lines: merge keys, duplicate keys, the folder relative paths are relative to;
+alias bombs, recursive aliases, list keys and unreadable values refused in one message."""
 
+import re
 import textwrap
 
 import pytest
 
-from medfeat.config.source import load_yaml, parse_yaml
-from medfeat.errors import ConfigError
+from medfeat.config.source import MAX_ALIAS_COPIES, YamlStructureError, load_yaml, parse_yaml
+from medfeat.errors import ConfigError, InputFileError
 
 BASE = """\
 x-base: &base
@@ -59,3 +61,74 @@ def test_a_file_knows_its_folder_and_text_has_none(tmp_path):
     (tmp_path / "sub" / "p.yaml").write_text("kind: registration\n")
     assert load_yaml(tmp_path / "sub" / "p.yaml").folder == tmp_path / "sub"
     assert parse_yaml("kind: registration\n").folder is None
+
+
+# ------------------------------------------------------------ YAML that cannot be a pipeline
+def alias_bomb(levels: int = 9, fan_out: int = 9) -> str:
+    """Each level's list holds ``fan_out`` aliases of the level before: fan_out**levels values."""
+    text = "l0: &l0 [" + ", ".join(["lol"] * fan_out) + "]\n"
+    for i in range(1, levels):
+        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * fan_out) + "]\n"
+    return text + f"kind: *l{levels - 1}\n"
+
+
+def test_an_alias_bomb_is_refused_in_one_message_without_expanding_it():
+    with pytest.raises(YamlStructureError, match=r"p.yaml, line \d+ .*alias bomb") as err:
+        parse_yaml(alias_bomb(), "p.yaml")  # 9**9 = 387 million values if expanded
+    assert "fewer levels of aliases" in str(err.value)
+
+
+def test_ordinary_aliases_are_copied_within_the_bound():
+    text = "a: &a {x: [1, 2, 3]}\n" + "".join(f"b{i}: *a\n" for i in range(200))
+    data = parse_yaml(text).data
+    assert data["b199"] == {"x": [1, 2, 3]}
+    data["b0"]["x"].append(4)  # each alias is its own copy
+    assert data["b1"]["x"] == [1, 2, 3]
+    assert MAX_ALIAS_COPIES >= 1000
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("a: &a [1, *a]\n", "line 1 at 'a[1]'"),
+        ("a: &a {b: {c: *a}}\n", "line 1 at 'a.b.c'"),
+        ("a: &a\n  <<: *a\n  x: 1\n", "line 1 at 'a'"),
+    ],
+)
+def test_a_recursive_alias_is_refused(text, where):
+    with pytest.raises(YamlStructureError, match="recursive alias") as err:
+        parse_yaml(text, "p.yaml")
+    assert str(err.value).startswith(f"p.yaml, {where}: ")
+
+
+@pytest.mark.parametrize(
+    "text, shape", [("? [a, b]\n: 1\n", "list"), ("x:\n  {a: 1}: 2\n", "mapping")]
+)
+def test_a_list_or_mapping_as_a_key_is_refused(text, shape):
+    with pytest.raises(YamlStructureError, match=f"a {shape} is used as a mapping key"):
+        parse_yaml(text, "p.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a: !!int abc\n", "'abc' cannot be read as int"),
+        ("a: !!timestamp 2020-13-45\n", "cannot be read as timestamp"),
+        ("a: !!python/object/apply:os.system [ls]\n", "'!!python/object/apply:os.system' is not"),
+        ("a: !!set {x, y}\n", "'!!set' is not supported"),
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+    ],
+)
+def test_values_that_cannot_be_read_get_one_clear_message(text, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_yaml(text, "p.yaml")
+
+
+def test_a_huge_file_is_not_read(tmp_path, monkeypatch):
+    import medfeat.config.source as source
+
+    monkeypatch.setattr(source, "MAX_FILE_BYTES", 1000)
+    path = tmp_path / "p.yaml"
+    path.write_text("kind: registration\n" + "#" * 2000 + "\n")
+    with pytest.raises(InputFileError, match="a pipeline is a small text file"):
+        load_yaml(path)

@@ -65,11 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", help="only this kind (e.g. backbone, optimiser)")
     p.set_defaults(func=cmd_components)
 
-    from medfeat.plugins import get_registry
+    from medfeat.plugins import add_plugin_commands, get_registry
 
-    pm = get_registry().plugin_manager
-    if pm is not None:
-        pm.hook.medfeat_register_commands(cli=sub)
+    # each plugin's commands are isolated: a failing hook or a taken name is a load problem
+    add_plugin_commands(sub, get_registry())
     return parser
 
 
@@ -105,6 +104,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from medfeat.plugins import get_registry
@@ -118,16 +118,20 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for plugin, version in sorted(registry.plugins.items()):
         parts = []
         for kind, (_, human) in KINDS.items():
-            names = [c.name for c in registry.components[kind].values() if c.plugin == plugin]
+            names = [
+                c.name + (f" (alias {', '.join(c.aliases)})" if c.aliases else "")
+                for c in registry.components[kind].values()
+                if c.plugin == plugin
+            ]
             if names:
                 parts.append(f"{human}s: {', '.join(sorted(names))}")
-        table.add_row(plugin, version, "\n".join(parts) or "-")
+        table.add_row(escape(plugin), escape(version), escape("\n".join(parts)) or "-")
     out = console()
     out.print(table)
     if registry.problems:
         out.print("[bold red]Load problems:[/bold red]")
         for p in registry.problems:
-            out.print(f"  {p.plugin}: {p.message}")
+            out.print(f"  {p.plugin}: {p.message}", markup=False)
     else:
         out.print("No load failures.")
     return 0
@@ -153,16 +157,30 @@ def _schema_lines(model) -> list[str]:
     return lines
 
 
+def _kind_named(text: str, kinds: dict[str, tuple[str, str]]) -> str | None:
+    """The kind id ``text`` names: ``optimiser``, ``optimisers``, ``feature-transforms``,
+    ``similarities``, or a kind's human name (``deformable optimisers``)."""
+    wanted = text.strip().lower().replace("-", "_").replace(" ", "_")
+    for kind, (_, human) in kinds.items():
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+        human = human.replace(" ", "_").replace("-", "_")
+        if wanted in (kind, plural, human, human + "s"):
+            return kind
+    return None
+
+
 def cmd_components(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from medfeat.errors import ConfigError
     from medfeat.plugins import get_registry
-    from medfeat.registry import KINDS
+    from medfeat.registry import CORE_PLUGIN, KINDS
 
     registry = get_registry()
     kinds = list(KINDS)
     if args.kind:
-        kind = args.kind.replace("-", "_").rstrip("s") if args.kind not in KINDS else args.kind
-        if kind not in KINDS:
+        kind = _kind_named(args.kind, KINDS)
+        if kind is None:
             raise ConfigError(
                 f"unknown component kind {args.kind!r}.", remedy=f"Kinds are: {', '.join(KINDS)}."
             )
@@ -174,8 +192,19 @@ def cmd_components(args: argparse.Namespace) -> int:
         if not comps:
             out.print("  (none installed)")
         for name, comp in sorted(comps.items()):
-            out.print(f"  [cyan]{name}[/cyan] ({comp.plugin}): {comp.summary}")
-            for line in _schema_lines(comp.config):
+            also = f" (alias {escape(', '.join(comp.aliases))})" if comp.aliases else ""
+            out.print(
+                f"  [cyan]{name}[/cyan]{also} ({escape(comp.plugin)}): {escape(comp.summary)}"
+            )
+            try:
+                lines = _schema_lines(comp.config)
+            except Exception as exc:  # a plugin's option model that cannot describe itself
+                if comp.plugin == CORE_PLUGIN:
+                    raise
+                lines = [
+                    f"    (its options cannot be listed: {comp.failure(exc, 'to list its options').message})"
+                ]
+            for line in lines:
                 out.print(line, markup=False)
     return 0
 
@@ -186,9 +215,11 @@ def _print_error(exc: BaseException) -> None:
 
     if isinstance(exc, Interrupted) and process_rank()[0] > 0:
         return  # under torchrun every rank stops together; rank 0 says so once
+    from rich.markup import escape
+
     out = console(stderr=True)
     title = getattr(exc, "title", "Error")
-    out.print(f"[bold red]{title}:[/bold red] {exc}")
+    out.print(f"[bold red]{escape(title)}:[/bold red] {escape(str(exc))}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,12 +270,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             return 2
-        _print_error(
-            RuntimeError(
-                f"medfeat hit an internal error: {type(exc).__name__}: {exc}. This is a bug; rerun with --debug for the traceback and report it."
-            )
-        )
-        return 1
+        error = internal_error(exc)
+        _print_error(error)
+        return getattr(error, "exit_code", 1)
+
+
+def internal_error(exc: BaseException) -> BaseException:
+    """What to say about an unexpected exception: a plugin's failure when the innermost plugin
+    frame of its traceback is a plugin's code (naming the plugin and where), else a medfeat bug."""
+    from medfeat.plugins import plugin_fault
+
+    fault = plugin_fault(exc)
+    if fault is not None:
+        return fault
+    return RuntimeError(
+        f"medfeat hit an internal error: {type(exc).__name__}: {exc}. This is a bug; rerun with "
+        "--debug for the traceback and report it."
+    )
 
 
 if __name__ == "__main__":

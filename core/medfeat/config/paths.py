@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
+from medfeat.config.base import validate_options
 from medfeat.config.schema import ComponentKind, ComponentRef, PathRole
 from medfeat.config.source import KeyPath, YamlSource, format_key_path
 from medfeat.errors import ConfigError
@@ -67,7 +68,7 @@ def _walk(value: Any, role: str, kind: str | None, path: KeyPath, registry: Any)
         yield PathOption(path, value, role)
     elif isinstance(value, ComponentRef):
         if kind is not None:
-            config = registry.get(kind, value.name).config.model_validate(value.options)
+            config = validate_options(registry.get(kind, value.name).config, value.options)
             yield from path_options(config, path, registry)
     elif isinstance(value, BaseModel):
         yield from path_options(value, path, registry)
@@ -138,7 +139,8 @@ def check_inputs_exist(
     key = format_key_path(first.key_path)
     line = source.line_of(first.key_path)
     if line == 0:
-        where = "command line override"
+        override = source.override_at(first.key_path)
+        where = f"command line override {override!r}" if override else "command line override"
         how = f" (a relative path on the command line is relative to the working directory, {Path.cwd()})"
     else:
         where = source.name

@@ -4,14 +4,15 @@ paths made absolute (relative to the pipeline file) and inputs checked to exist.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from medfeat.config.base import validate_options
 from medfeat.config.paths import (
     PathOption,
     check_inputs_exist,
@@ -26,7 +27,13 @@ from medfeat.config.schema import (
     ComponentRef,
     PipelineBase,
 )
-from medfeat.config.source import KeyPath, YamlSource, format_key_path
+from medfeat.config.source import (
+    KeyPath,
+    YamlSource,
+    YamlStructureError,
+    format_key_path,
+    parse_yaml,
+)
 from medfeat.errors import ConfigError, PluginError
 from medfeat.registry import Registry
 
@@ -66,51 +73,98 @@ class ResolvedPipeline:
         return out
 
 
+_INDEX = re.compile(r"[0-9]+")
+
+
+def _override_error(item: str, problem: str, remedy: str | None = None) -> ConfigError:
+    return ConfigError(
+        f"{problem}",
+        source=f"command line override {item!r}",
+        remedy=remedy or "Write overrides as key.path=value, e.g. optimiser.adam_iterations=120.",
+    )
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """An override's value, read as YAML (bounded like a pipeline file); text that is not valid
+    YAML is taken as it is."""
+    if not raw.strip():
+        return ""
+    try:
+        return parse_yaml(raw, "override").data
+    except YamlStructureError as exc:
+        raise _override_error(item, exc.detail, exc.remedy) from None
+    except ConfigError:
+        return raw
+
+
+def _describe(value: Any) -> str:
+    shape = "a list" if isinstance(value, list) else f"the value {value!r}"
+    return shape if len(shape) < 60 else shape[:57] + "..."
+
+
 def apply_overrides(source: YamlSource, overrides: list[str]) -> None:
-    """Apply ``key.path=value`` overrides in place; values are parsed as YAML scalars/lists."""
+    """Apply ``key.path=value`` overrides in place; values are parsed as YAML scalars/lists.
+
+    Each overridden key path gets line 0 (the command line) and is remembered in
+    ``source.overrides``, so that errors in it are blamed on the override."""
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(
-                f"override {item!r} is not of the form key.path=value.", source="command line"
+        if not isinstance(item, str) or "=" not in item:
+            raise _override_error(
+                str(item), f"override {str(item)!r} is not of the form key.path=value."
             )
         key, raw = item.split("=", 1)
         parts: list[str | int] = []
         for token in key.strip().split("."):
-            if not token:
-                raise ConfigError(f"override key {key!r} has an empty part.", source="command line")
-            parts.append(int(token) if token.isdigit() else token)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+            if not token.strip():
+                raise _override_error(item, f"the key {key!r} has an empty part.")
+            parts.append(int(token) if _INDEX.fullmatch(token) else token.strip())
+        value = _override_value(item, raw)
         node = source.data
+        if not isinstance(node, dict):
+            raise source.error("a pipeline must be a YAML mapping with at least `kind:`.", ())
         for i, part in enumerate(parts[:-1]):
+            here = format_key_path(tuple(parts[: i + 1]))
             if isinstance(node, dict):
                 if part not in node:
+                    if isinstance(parts[i + 1], int):
+                        raise _override_error(
+                            item,
+                            f"{here} is not in the pipeline, so it has no item {parts[i + 1]}.",
+                            f"Set the whole list instead, e.g. {here}=[...].",
+                        )
                     source.lines[tuple(parts[: i + 1])] = 0  # created by the override
                 node = node.setdefault(part, {})
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
-            else:
-                raise ConfigError(
-                    f"override {item!r}: {format_key_path(tuple(parts[: i + 1]))} is not a mapping.",
-                    source="command line",
+            elif isinstance(node, list):
+                raise _override_error(
+                    item,
+                    f"{format_key_path(tuple(parts[:i]))} is a list of {len(node)} item(s); "
+                    f"it has no item {part!r}.",
+                    "Use an index from 0 to the list's length - 1, or set the whole list.",
                 )
-        if (
-            isinstance(node, list)
-            and isinstance(parts[-1], int)
-            and parts[-1] < len(node)
-            or isinstance(node, dict)
-        ):
-            node[parts[-1]] = value
-        else:
-            raise ConfigError(
-                f"override {item!r} does not fit the pipeline's structure.", source="command line"
+            if not isinstance(node, dict | list):
+                raise _override_error(
+                    item,
+                    f"{here} is {_describe(node)}, not a section with options.",
+                    f"Set {here}=... itself, or check the key path.",
+                )
+        last = parts[-1]
+        if isinstance(node, list) and not (isinstance(last, int) and last < len(node)):
+            raise _override_error(
+                item,
+                f"{format_key_path(tuple(parts[:-1]))} is a list of {len(node)} item(s); "
+                f"it has no item {last!r}.",
+                "Use an index from 0 to the list's length - 1, or set the whole list.",
             )
+        node[last] = value
         path = tuple(parts)
         for known in [k for k in source.lines if k[: len(path)] == path]:
             del source.lines[known]  # lines of what the override replaced
+        for known in [k for k in source.overrides if k[: len(path)] == path]:
+            del source.overrides[known]
         source.lines[path] = 0  # 0 = from the command line
+        source.overrides[path] = item
 
 
 def _pydantic_error(
@@ -136,20 +190,27 @@ def _pydantic_error(
             msg += f"; its options are: {', '.join(options)}"
     elif err["type"] == "missing":
         msg = f"{what} needs {str(path[-1])!r}, which is missing"
-    elif "input" in err and not isinstance(err["input"], dict | list):
-        msg += f" (got {err['input']!r})"
+    else:
+        msg = msg.removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], dict | list):
+            msg += f" (got {_short_repr(err['input'])})"
     more = (
         f" ({len(exc.errors()) - 1} more problem(s) in this section)"
         if len(exc.errors()) > 1
         else ""
     )
-    line = source.line_of(path)
-    where_line = None if line == 0 else line
-    src = "command line override" if line == 0 else source.name
     end = "" if msg.endswith("?") else "."
-    return ConfigError(
-        msg + end + more, source=src, line=where_line, key_path=format_key_path(path)
-    )
+    changed = [o for p, o in source.overrides.items() if p[: len(path)] == path]
+    if changed and source.line_of(path) != 0 and source.override_at(path) is None:
+        # e.g. a check of the whole section, after an override changed one of its options
+        more += f" (after the command line override{'s' if len(changed) > 1 else ''} "
+        more += ", ".join(repr(o) for o in changed) + ")"
+    return source.error(msg + end + more, path)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _option_names(model: type[BaseModel], loc: list[str | int]) -> list[str]:
@@ -182,6 +243,8 @@ def check_requirements(requires: list[str], source: YamlSource) -> None:
 
     for i, spec in enumerate(requires):
         try:
+            if not isinstance(spec, str):
+                raise InvalidRequirement(spec)
             req = Requirement(spec)
         except InvalidRequirement:
             raise source.error(
@@ -192,12 +255,14 @@ def check_requirements(requires: list[str], source: YamlSource) -> None:
             installed = version(req.name)
         except PackageNotFoundError:
             raise PluginError(
-                f"{source.name} requires the plugin {req.name!r}, which is not installed.",
+                f"{source.where(('requires', i))[0]} requires the plugin {req.name!r}, which is "
+                "not installed.",
                 remedy=f"Install it (e.g. `pip install -e plugins/{req.name.removeprefix('medfeat-')}` from a medfeat checkout) and run again.",
             ) from None
         if req.specifier and not req.specifier.contains(installed, prereleases=True):
             raise PluginError(
-                f"{source.name} requires {spec}, but version {installed} is installed.",
+                f"{source.where(('requires', i))[0]} requires {spec}, but version {installed} is "
+                "installed.",
                 remedy=f"Upgrade it: pip install '{spec}'.",
             )
 
@@ -223,6 +288,13 @@ def resolve_pipeline(
     for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
         del data[key]  # extension fields: a place for YAML anchors, not options
     kind = data.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise source.error(
+            f"`kind` must be one name, not {_describe(kind)}; expected one of: "
+            f"{', '.join(PIPELINE_KINDS)}.",
+            ("kind",),
+            remedy="Write e.g. `kind: registration` (or kind=registration on the command line).",
+        )
     if kind not in PIPELINE_KINDS:
         close = difflib.get_close_matches(str(kind), PIPELINE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -232,12 +304,8 @@ def resolve_pipeline(
             else f"the pipeline has no `kind:`; expected one of: {', '.join(PIPELINE_KINDS)}.",
             ("kind",) if kind else (),
         )
-    check_requirements(
-        data.get("requires", [])
-        if isinstance(data.get("requires", []), list)
-        else [data["requires"]],
-        source,
-    )
+    requires = data.get("requires") or []
+    check_requirements(requires if isinstance(requires, list) else [requires], source)
     resolved = _validate(source, registry, kind, overrides)
     written = make_paths_absolute(_path_options(resolved, registry), source)
     if written:  # validate again: the models now hold the absolute paths
@@ -308,12 +376,10 @@ def _check_accepted_sections(
         takers = sorted(
             c.name for c in registry.components[consumer.kind].values() if section in c.accepts
         )
-        raise ConfigError(
+        raise source.error(
             f"{consumer_key} {consumer.name!r} takes no `{section}` section, so {section} "
             f"{given.name!r} would be ignored.",
-            source=source.name,
-            line=source.line_of((section, "name")) or None,
-            key_path=f"{section}.name",
+            (section, "name"),
             remedy=f"Remove `{section}`, or pick an {consumer_key} that takes one: "
             + (", ".join(takers) if takers else "none is installed")
             + ".",
@@ -323,16 +389,12 @@ def _check_accepted_sections(
 def _resolve_component(
     ref: ComponentRef, kind: str, path: KeyPath, source: YamlSource, registry: Registry
 ) -> ResolvedComponent:
-    line = source.line_of((*path, "name"))
+    where, line = source.where((*path, "name"))
     component = registry.get(
-        kind,
-        ref.name,
-        source=source.name,
-        line=line or None,
-        key_path=format_key_path((*path, "name")),
+        kind, ref.name, source=where, line=line, key_path=format_key_path((*path, "name"))
     )
     try:
-        config = component.config.model_validate(ref.options)
+        config = validate_options(component.config, ref.options)
     except ValidationError as exc:
         raise _pydantic_error(
             exc, source, path, f"{kind.replace('_', ' ')} {ref.name!r}", component.config
