@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "medfeat.errors",
     "ComponentNotFoundError": "medfeat.errors",
     "ConfigError": "medfeat.errors",
+    "PluginFailure": "medfeat.errors",
     "DataError": "medfeat.errors",
     "GeometryError": "medfeat.errors",
     "InputFileError": "medfeat.errors",

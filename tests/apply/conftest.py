@@ -30,26 +30,13 @@ def rotation(ax: float, ay: float, az: float) -> np.ndarray:
 
 
 def run_apply(argv: list[str]) -> int:
-    """``medfeat apply ARGV`` through medfeat's CLI, or through ``add_parser`` on a fresh parser
-    (with the CLI's error handling) while ``apply`` is not yet a built-in command."""
+    """``medfeat apply ARGV`` through medfeat's CLI; ``--help`` exits through argparse."""
     from medfeat.cli import main as cli_main
-    from medfeat.cli.apply import add_parser
-    from medfeat.errors import MedfeatError
 
-    if "apply" in cli_main.BUILTIN_COMMANDS:
-        return cli_main.main(["apply", *argv])
-    parser = argparse.ArgumentParser(prog="medfeat")
-    add_parser(parser.add_subparsers(dest="command"))
     try:
-        args = parser.parse_args(["apply", *argv])
+        return cli_main.main(["apply", *argv])
     except SystemExit as exc:
         return int(exc.code or 0)
-    args.verbose = args.quiet = 0
-    try:
-        return int(args.func(args) or 0)
-    except MedfeatError as exc:
-        cli_main._print_error(exc)
-        return exc.exit_code
 
 
 @pytest.fixture(scope="session")

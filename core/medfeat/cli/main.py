@@ -24,7 +24,7 @@ def console(stderr: bool = False):
 
 # Built-in sub-commands, one module each under medfeat.cli with an ``add_parser(sub)``; ``run`` is
 # listed first and the rest after ``validate`` so that ``medfeat --help`` reads in that order.
-BUILTIN_COMMANDS = ("run", "bench")
+BUILTIN_COMMANDS = ("run", "bench", "apply", "report")
 
 
 def add_pipeline_args(p: argparse.ArgumentParser) -> None:
