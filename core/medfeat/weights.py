@@ -1,18 +1,26 @@
 """Model weights on disk: safe reading, strict loading with a readable key diff, atomic saving.
 
-Reading never unpickles code: ``.safetensors`` files go through safetensors, everything else
-(``.pt``, ``.pth``, ``.ckpt``, ``.bin``) through ``torch.load(weights_only=True)``, which accepts
-tensors in plain containers only. A file that would need full unpickling is refused with a
-:class:`~medfeat.errors.CheckpointError`, as is a missing, empty, truncated or placeholder file
-(Git LFS pointer, HTML login page). Every error names the file, what was expected (``what``) and
-where to get it (``remedy``, supplied by the plugin that knows the weights).
+Reading never runs code from a file. ``.safetensors`` files go through safetensors; everything
+else (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) through ``torch.load(weights_only=True)``, and a
+file that holds other pickled Python objects (a Lightning ``.ckpt`` carries callbacks,
+hyper-parameters, loop state) is read again by a restricted unpickler: tensors, plain containers,
+numbers, strings and a short allow-list of harmless types are rebuilt, and every other pickled
+class or function becomes an inert :class:`SkippedObject` that records its name and is never
+imported, called or instantiated. A state dict must consist of tensors only. A missing, empty,
+truncated or placeholder file (Git LFS pointer, HTML login page) is a
+:class:`~medfeat.errors.CheckpointError`. Every error names the file, what was expected
+(``what``) and where to get it (``remedy``, supplied by the plugin that knows the weights).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import os
-import re
+import pickle
+import types
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +51,165 @@ def _placeholder(path: Path) -> str | None:
     return None
 
 
+class SkippedObject:
+    """Stands for a pickled object of a class or function that is not allow-listed.
+
+    Nothing of the original runs: its module is not imported, and what the pickle would have
+    passed to it (constructor arguments, state, items) is only recorded. ``global_name`` is the
+    pickled name, e.g. ``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint``.
+    """
+
+    global_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> SkippedObject:
+        obj = object.__new__(cls)
+        obj.__dict__.update(args=args, kwargs=kwargs, state=None, items=[])
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # nothing runs
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["state"] = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.__dict__["items"].append((key, value))
+
+    def append(self, value: Any) -> None:
+        self.__dict__["items"].append(value)
+
+    def extend(self, values: Any) -> None:
+        self.__dict__["items"].extend(values)
+
+    def __repr__(self) -> str:
+        return f"<skipped {self.global_name}>"
+
+
+@functools.cache
+def _skipped_class(global_name: str) -> type[SkippedObject]:
+    """One inert stand-in class per pickled name (a pickle may use it as a class or a callable)."""
+    name = f"Skipped[{global_name}]"
+    return type(name, (SkippedObject,), {"global_name": global_name, "__slots__": ()})
+
+
+@functools.cache
+def _allowed_globals() -> dict[str, Any]:
+    """Pickled names rebuilt for real: torch's own ``weights_only`` allow-list (tensors, storages,
+    dtypes, plain containers) plus numpy scalars and dtypes. Nothing here imports or runs code."""
+    import torch
+
+    allowed: dict[str, Any] = {}
+    try:  # the list torch itself trusts for weights_only loading
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        allowed.update(_get_allowed_globals())
+    except (ImportError, AttributeError):  # a torch without it: the essentials
+        import codecs
+        from collections import OrderedDict
+
+        allowed.update(
+            {
+                "collections.OrderedDict": OrderedDict,
+                "_codecs.encode": codecs.encode,
+                "torch.Size": torch.Size,
+                "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+                "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+            }
+        )
+        allowed.update(
+            {f"torch.{n}": v for n, v in vars(torch).items() if isinstance(v, torch.dtype)}
+        )
+    try:
+        import numpy as np
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1.x
+        try:
+            import numpy as np
+            from numpy.core.multiarray import scalar
+        except ImportError:
+            return allowed
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[f"{module}.scalar"] = scalar  # numpy scalars: a dtype and raw bytes
+    allowed["numpy.dtype"] = np.dtype
+    return allowed
+
+
+#: names skipped by the restricted unpickler during the current read (for error messages).
+_SKIPPED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "medfeat_skipped_globals", default=None
+)
+
+
+class _PickledObjects(Exception):
+    """A read that failed after skipping pickled objects (e.g. tensors pickled with plain
+    ``pickle``, whose storages are rebuilt by a nested unrestricted ``torch.load``)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Resolves a pickled name from :func:`_allowed_globals` only; any other name becomes an
+    inert :class:`SkippedObject` class (never imported). Setting the state (``BUILD``) of a
+    class, a function or a module is refused: a pickle could otherwise rewrite an allowed
+    function's defaults or a class's methods for the whole process."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load_build(self) -> None:
+        target = self.stack[-2]  # the state is on top, the object below it
+        if isinstance(target, type | types.ModuleType) or (
+            callable(target) and not isinstance(target, SkippedObject)
+        ):
+            raise pickle.UnpicklingError(f"refused to set the state of {target!r}")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def find_class(self, module: str, name: str) -> Any:
+        import _compat_pickle  # Python 2 names (protocol 2, as torch.save writes): __builtin__.set
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        full = f"{module}.{name}"
+        allowed = _allowed_globals().get(full)
+        if allowed is not None:
+            return allowed
+        record = _SKIPPED.get()
+        if record is not None and full not in record:
+            record.append(full)
+        return _skipped_class(full)
+
+
+def _restricted_load(file: Any, **kwargs: Any) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+#: a stand-in for the ``pickle`` module that ``torch.load`` uses for the objects around the tensors.
+_RESTRICTED_PICKLE = types.SimpleNamespace(
+    __name__="medfeat_restricted_pickle",
+    Unpickler=_RestrictedUnpickler,
+    load=_restricted_load,
+)
+
+
+def _needs_restricted_reader(path: Path) -> bool:
+    """Whether a ``torch.save`` zip file names globals beyond torch's ``weights_only`` list (read
+    from its pickle alone, so a large Lightning file is not read twice)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        from torch.serialization import get_unsafe_globals_in_checkpoint
+
+        return bool(get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # an older torch, a damaged archive: the normal path decides
+        return False
+
+
 def _load(path: Path, map_location: Any) -> Any:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -51,12 +218,69 @@ def _load(path: Path, map_location: Any) -> Any:
         return load_file(str(path), device=device)
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    with warnings.catch_warnings():  # torch warns about pickle protocols; errors say it all
+        warnings.simplefilter("ignore")
+        if not _needs_restricted_reader(path):
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError:  # objects beyond tensors: rebuild only harmless ones
+                pass
+        skipped: list[str] = []
+        token = _SKIPPED.set(skipped)
+        try:
+            return torch.load(
+                path,
+                map_location=map_location,
+                weights_only=False,
+                pickle_module=_RESTRICTED_PICKLE,
+            )
+        except Exception as exc:
+            if skipped:
+                raise _PickledObjects(skipped) from exc
+            raise
+        finally:
+            _SKIPPED.reset(token)
+
+
+def skipped_objects(obj: Any, limit: int = 10_000) -> list[str]:
+    """Names of the :class:`SkippedObject` stand-ins in ``obj`` (searched through dicts, lists,
+    tuples and what the stand-ins recorded; at most ``limit`` containers), without repeats, in
+    order of appearance."""
+    names: dict[str, None] = {}
+    stack, seen = [obj], 0
+    while stack and seen < limit:
+        item = stack.pop()
+        if isinstance(item, SkippedObject):
+            names[item.global_name] = None
+            seen += 1
+            stack.extend(reversed([item.args, item.kwargs, item.state, item.items]))
+        elif isinstance(item, Mapping):
+            seen += 1
+            stack.extend(reversed([*item.keys(), *item.values()]))
+        elif isinstance(item, list | tuple):
+            seen += 1
+            stack.extend(reversed(item))
+        elif isinstance(item, type) and issubclass(item, SkippedObject):
+            names[item.global_name] = None
+    return list(names)
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:limit] if text else ''}"
+
+
+def _pickled_objects_error(
+    p: Path, what: str, names: Sequence[str], remedy: str
+) -> CheckpointError:
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return CheckpointError(
+        f"The {what} checkpoint {p} holds pickled Python objects ({shown}) where tensors in plain "
+        "containers (dicts, lists, numbers, strings) were expected; medfeat never runs code from "
+        "a file, so it did not rebuild them.",
+        remedy=f"{remedy} If you trust the file, re-save its tensors once as a plain state dict "
+        "(torch.save(model.state_dict(), 'weights.pt')) and give that file.",
+    )
 
 
 def read_checkpoint(
@@ -67,9 +291,13 @@ def read_checkpoint(
     format: str | None = None,
     min_bytes: int = 0,
     map_location: Any = "cpu",
+    plain: bool = False,
 ) -> Any:
-    """The object in a local checkpoint file: tensors in plain containers, never pickled code.
+    """The object in a local checkpoint file; no code in it ever runs.
 
+    Tensors, plain containers and a few harmless types are rebuilt; any other pickled object
+    (a Lightning callback, a hyper-parameter namespace) becomes an inert :class:`SkippedObject`.
+    With ``plain`` (implied by ``format``), the file must hold nothing else: medfeat's own files.
     ``what`` names the expected content in messages ("LDM U-Net"), ``remedy`` says where to get
     the right file. With ``format``, the file must be a dict whose ``"format"`` entry equals it
     (medfeat's own checkpoints carry such a tag). ``min_bytes`` refuses files too small to hold
@@ -87,22 +315,18 @@ def read_checkpoint(
         raise CheckpointError(f"The {what} checkpoint {p} is {placeholder}.", remedy=remedy)
     try:
         obj = _load(p, map_location)
-    except Exception as exc:  # truncated zip, foreign file, pickled objects, ...
-        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if refused:
-            raise CheckpointError(
-                f"The {what} checkpoint {p} holds pickled Python objects ({refused.group(1)}), "
-                "and medfeat never unpickles a checkpoint (that can run code); expected tensors "
-                "in plain containers (dicts, lists, numbers, strings).",
-                remedy=f"{remedy} If you trust the file, re-save its tensors once as a plain "
-                "state dict: torch.save(torch.load(path, weights_only=False)['state_dict'], "
-                "'weights.pt').",
-            ) from None
+    except _PickledObjects as exc:
+        raise _pickled_objects_error(p, what, exc.names, remedy) from None
+    except Exception as exc:  # truncated zip, foreign file, ...
         raise CheckpointError(
             f"The {what} checkpoint {p} ({size} bytes) could not be read ({_first_line(exc)}); "
             "it may be truncated or not a weights file.",
             remedy=f"Download or write it again and check its size. {remedy}",
         ) from None
+    if isinstance(obj, SkippedObject) or plain or format is not None:
+        names = skipped_objects(obj)
+        if names:
+            raise _pickled_objects_error(p, what, names, remedy)
     if format is not None:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         if found != format:
@@ -125,6 +349,8 @@ def unwrap_state_dict(obj: Any, keys: Sequence[str] = STATE_DICT_KEYS) -> Any:
 
 def describe_checkpoint(obj: Any) -> str:
     """A short description of a loaded object for error messages."""
+    if isinstance(obj, SkippedObject):
+        return f"a pickled {obj.global_name} object (not rebuilt)"
     if isinstance(obj, Mapping):
         keys = list(obj)
         head = ", ".join(map(str, keys[:4])) + (", ..." if len(keys) > 4 else "")
@@ -146,6 +372,8 @@ def read_state_dict(
 
     obj = read_checkpoint(path, what=what, remedy=remedy, min_bytes=min_bytes)
     state = unwrap_state_dict(obj, nested)
+    if isinstance(state, Mapping) and skipped_objects(list(state.values())):
+        raise _pickled_objects_error(Path(path), what, skipped_objects(state), remedy)
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
@@ -217,9 +445,16 @@ def check_state_dict(
 ) -> None:
     """Raise a :class:`CheckpointError` listing the differences (first few of each, with counts)
     when ``state`` does not have exactly the keys and shapes of ``expected``."""
+    where = f"The {what} checkpoint {Path(path)}" if path else f"The {what} weights"
+    skipped = skipped_objects(list(state.values()))
+    if skipped:
+        raise CheckpointError(
+            f"{where} holds pickled Python objects ({', '.join(skipped[:3])}) where tensors were "
+            "expected; medfeat never runs code from a file, so it did not rebuild them.",
+            remedy=remedy or "Re-save the weights as a plain state dict of tensors.",
+        )
     diff = key_diff(state, expected)
     if diff:
-        where = f"The {what} checkpoint {Path(path)}" if path else f"The {what} weights"
         raise CheckpointError(
             f"{where} does not match the architecture: {diff.describe()}.",
             remedy=remedy or "Use the weights written for this architecture and configuration.",

@@ -1,5 +1,6 @@
 """Coordinate providers: the weight-free box coordinates, Body Part Regression, and APE's geometry
-(vox2vec dicom-canonical arrays, world positions of the coordinates, exported programs)."""
+(vox2vec dicom-canonical arrays, world positions of the coordinates), and no provider that runs
+code from a file."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import torch
 import torch.nn.functional as F
 from medfeat_bpr_diffusion.config import (
     APECoordinatesConfig,
-    APEExportedConfig,
     BBoxCoordinatesConfig,
     BPRCoordinatesConfig,
 )
 from medfeat_bpr_diffusion.coordinates import (
     APECoordinates,
-    APEExportedCoordinates,
     BBoxCoordinates,
     BPRCoordinates,
 )
@@ -74,43 +73,28 @@ def test_bad_bpr_checkpoints_are_refused_with_the_source(tmp_path, bpr_manifest,
         BPRCoordinates(BPRCoordinatesConfig(checkpoint=tmp_path / "other.pt"))
 
 
-class _TinyAPE(torch.nn.Module):
-    """Stride-4 network with APE's interface: [1, 1, D, H, W] -> [1, 3, D/4, H/4, W/4] in [0, 1]."""
+class _RunsCode:
+    """Unpickling this creates a file: proof that code ran."""
 
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv3d(1, 3, 4, stride=4)
+    def __init__(self, marker):
+        self.marker = str(marker)
 
-    def forward(self, x):
-        return torch.sigmoid(self.conv(x))
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
-def test_ape_exported_provider_gives_dense_coordinates_on_a_world_grid(tmp_path, make_ct):
-    torch.manual_seed(0)
-    from torch.export import Dim, export
+def test_no_provider_loads_torch_export_programs_and_a_crafted_file_runs_nothing(tmp_path, make_ct):
+    """``.pt2`` programs unpickle when loaded: the ``ape-exported`` provider is gone, and a crafted
+    file given to ``ape`` is refused without running its payload."""
+    from medfeat.plugins import get_registry
 
-    dims = {"x": {i: 4 * Dim(f"n{i}", min=1, max=128) for i in (2, 3, 4)}}
-    program = export(_TinyAPE(), (torch.zeros(1, 1, 8, 8, 8),), dynamic_shapes=dims)
-    torch.export.save(program, str(tmp_path / "ape.pt2"))
-    image = make_ct(shape=(6, 20, 24), spacing=2.0)[0]
-    cfg = APEExportedConfig(
-        checkpoint=tmp_path / "ape.pt2", spacing_mm=(2.0, 2.0, 3.0), pad_multiple_vox=8
-    )
-    level = APEExportedCoordinates(cfg).coordinates(image).levels[0]
-    assert level.data.shape[0] == 3 and level.grid.spacing == (12.0, 8.0, 8.0)  # ITK i: the slices
-    assert (
-        level.data.shape[1:] == level.grid.shape and ((level.data >= 0) & (level.data <= 1)).all()
-    )
-    # the output grid covers the image's world box
-    lo, hi = image.grid.world_extent()
-    glo, ghi = level.grid.world_extent()
-    half = np.abs(level.grid.direction) @ np.array(level.grid.spacing) / 2  # in world axes
-    assert (glo <= lo + half).all() and (ghi >= hi - half).all()
-    with pytest.raises(CheckpointError, match="expected \\[1, 24"):
-        APEExportedCoordinates(cfg.model_copy(update={"channels": 24})).coordinates(image)
-    torch.save(_TinyAPE().state_dict(), tmp_path / "state.pt")
-    with pytest.raises(CheckpointError, match="torch.export program"):
-        APEExportedCoordinates(cfg.model_copy(update={"checkpoint": tmp_path / "state.pt"}))
+    names = set(get_registry().names("coordinate_provider"))
+    assert "ape" in names and "ape-exported" not in names
+    marker = tmp_path / "code-ran"
+    torch.save({"state_dict": {"nn.fpn.stem.conv.weight": _RunsCode(marker)}}, tmp_path / "ape.pt2")
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        APECoordinates(APECoordinatesConfig(checkpoint=tmp_path / "ape.pt2"))
+    assert not marker.exists()
 
 
 class _Pool4(torch.nn.Module):

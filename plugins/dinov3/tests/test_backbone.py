@@ -286,3 +286,56 @@ def test_a_checkpoint_with_random_weights_is_refused(tmp_path):
 
     with pytest.raises(ValidationError, match="not both"):
         Dinov3SlicesConfig(model="tiny", checkpoint=tmp_path, random_weights=True)
+
+
+# ------------------------------------------------------------------ resizing as the reference
+def _antialiased_bilinear_1d(signal: torch.Tensor, out: int) -> torch.Tensor:
+    """Antialiased bilinear resampling from its definition (the reference transform's resize):
+    a triangle filter whose half-width is the reduction factor (1 when enlarging), centred on
+    each output pixel centre in input coordinates, weights renormalised at the borders."""
+    n = signal.shape[0]
+    scale = n / out
+    support = max(scale, 1.0)
+    values = []
+    for j in range(out):
+        centre = (j + 0.5) * scale
+        weights = torch.tensor(
+            [max(0.0, 1 - abs(i + 0.5 - centre) / support) for i in range(n)], dtype=torch.float64
+        )
+        values.append(float((weights * signal.double()).sum() / weights.sum()))
+    return torch.tensor(values)
+
+
+@pytest.mark.parametrize(("size_in", "size_out"), [(8, 4), (12, 5), (7, 7), (5, 9)])
+def test_resizing_is_antialiased_bilinear(size_in, size_out):
+    from medfeat_dinov3.backbone import resize_like_reference
+
+    signal = torch.rand(size_in, generator=torch.Generator().manual_seed(size_in)) ** 3
+    image = signal.view(1, 1, 1, -1).expand(1, 3, 2, -1)
+    out = resize_like_reference(image, (2, size_out))
+    expected = _antialiased_bilinear_1d(signal, size_out).float()
+    torch.testing.assert_close(out[0, 1, 1], expected, atol=1e-5, rtol=1e-5)
+    if size_out == size_in // 2:  # halving: weights 1, 3, 3, 1 (/ 8) inside the image
+        inner = (signal[1:-3:2] + 3 * signal[2:-2:2] + 3 * signal[3:-1:2] + signal[4::2]) / 8
+        torch.testing.assert_close(out[0, 0, 0, 1:-1], inner, atol=1e-5, rtol=1e-5)
+
+
+def test_slices_and_2d_images_are_resized_like_the_reference():
+    from medfeat_dinov3.backbone import resize_like_reference
+
+    from medfeat.images2d import imagenet_normalise
+
+    backbone = patch_mean_backbone()
+    slices = torch.rand(2, 37, 53, generator=torch.Generator().manual_seed(0))
+    got = backbone.encode_slices(slices, (2, 3))
+    resized = resize_like_reference(slices[:, None], (32, 48))
+    torch.testing.assert_close(got, torch.nn.functional.avg_pool2d(resized, 16), atol=1e-5, rtol=0)
+
+    image = _build(image_size_px=32)
+    rgb = torch.rand(1, 3, 75, 41, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        hidden = image.model.module(
+            pixel_values=imagenet_normalise(resize_like_reference(rgb, (32, 32)))
+        ).last_hidden_state
+    expected = hidden[:, 5:].transpose(1, 2).reshape(1, -1, 2, 2)
+    torch.testing.assert_close(image.tokens(rgb), expected, atol=1e-6, rtol=1e-6)

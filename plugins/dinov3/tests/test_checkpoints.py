@@ -14,6 +14,7 @@ from medfeat_dinov3.checkpoints import (
     official_to_hf,
 )
 from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3SlicesConfig
+from medfeat_dinov3.naming import DINOV2_NAMING, DINOV3_NAMING, to_file_names, to_module_names
 from medfeat_dinov3.networks import DINOV2_REG, DINOV3, dinov2_hf_config, dinov3_hf_config
 
 from medfeat.errors import CheckpointError
@@ -63,6 +64,13 @@ def official_forward(state: dict, spec, x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(t, (c,), state["norm.weight"], state["norm.bias"], 1e-5)[:, prefix:]
 
 
+def param(model, file_name: str) -> torch.Tensor:
+    """The parameter of ``model`` saved as ``file_name`` (module names depend on transformers)."""
+    params = dict(model.module.named_parameters())
+    (tensor,) = to_module_names({file_name: None}, model.module, DINOV3_NAMING)
+    return params[tensor]
+
+
 def tokens(model, x):
     with torch.no_grad():
         return model.module(pixel_values=x).last_hidden_state[:, model.num_prefix_tokens :]
@@ -97,7 +105,7 @@ def test_official_file_and_hf_folder_give_identical_features(
     reference = official_forward(state, spec, x)
     assert torch.allclose(a, reference, atol=1e-4), (a - reference).abs().max()
     # the load really happened: the first block's q weight is the file's
-    q = dict(official.module.named_parameters())["model.layer.0.attention.q_proj.weight"]
+    q = param(official, "layer.0.attention.q_proj.weight")
     assert torch.equal(q, state["blocks.0.attn.qkv.weight"][:384])
 
 
@@ -110,12 +118,11 @@ def test_vitl16_official_file_loads_strictly(manifest, official_state, tmp_path)
     del state
     model = load_dinov3(Dinov3SlicesConfig(model="vit-l16", checkpoint=path))
     loaded = torch.load(path, weights_only=True)
-    params = dict(model.module.named_parameters())
     assert torch.equal(
-        params["model.layer.23.attention.o_proj.weight"], loaded["blocks.23.attn.proj.weight"]
+        param(model, "layer.23.attention.o_proj.weight"), loaded["blocks.23.attn.proj.weight"]
     )
     q = loaded["blocks.5.attn.qkv.weight"][:1024]
-    assert torch.equal(params["model.layer.5.attention.q_proj.weight"], q)
+    assert torch.equal(param(model, "layer.5.attention.q_proj.weight"), q)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -223,3 +230,129 @@ def test_dinov2_folder_round_trip_and_errors(tmp_path, hf_dir):
     assert tokens(loaded, x).shape == (1, 12, 64)
     with pytest.raises(CheckpointError, match="not a folder"):
         load_dinov2(Dinov2SlicesConfig(model="tiny", checkpoint=tmp_path / "x.pth"))
+
+
+# ---------------------------------------------------------------------------- transformers folders
+def _saved_by_transformers(folder, model_cls, config, seed: int):
+    """A folder written by transformers itself (``save_pretrained``), from its own random init."""
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    model.save_pretrained(str(folder))
+    return model
+
+
+def _file_keys(folder) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
+        return set(fh.keys())
+
+
+def test_a_dinov3_folder_written_by_transformers_loads_and_gives_its_tokens(tmp_path):
+    from transformers import DINOv3ViTModel
+
+    spec = DINOV3["tiny"]
+    ref = _saved_by_transformers(tmp_path / "hf", DINOv3ViTModel, dinov3_hf_config(spec), 4)
+    keys = _file_keys(tmp_path / "hf")  # the Hub's layout, whatever the installed version
+    assert {"embeddings.register_tokens", "layer.1.attention.q_proj.weight", "norm.weight"} <= keys
+    assert not any(k.startswith("model.") for k in keys)
+    loaded = load_dinov3(Dinov3SlicesConfig(model="tiny", checkpoint=tmp_path / "hf"))
+    x = torch.randn(2, 3, 48, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref(pixel_values=x).last_hidden_state[:, 5:]
+    torch.testing.assert_close(tokens(loaded, x), expected, rtol=0, atol=0)
+
+
+def test_official_weights_written_out_by_transformers_load_back_identically(
+    tmp_path, official_state
+):
+    """official .pth -> plugin -> transformers' save_pretrained -> plugin: same tokens."""
+    spec = DINOV3["tiny"]
+    state = official_state(official_dinov3_keys(spec), spec, seed=2)
+    torch.save(state, tmp_path / "w.pth")
+    official = load_dinov3(Dinov3SlicesConfig(model="tiny", checkpoint=tmp_path / "w.pth"))
+    official.module.save_pretrained(str(tmp_path / "hf"))
+    again = load_dinov3(Dinov3SlicesConfig(model="tiny", checkpoint=tmp_path / "hf"))
+    x = torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(3))
+    reference = official_forward(state, spec, x)
+    torch.testing.assert_close(tokens(official, x), reference, atol=1e-5, rtol=1e-5)
+    assert torch.equal(tokens(official, x), tokens(again, x))
+    # and a state dict of the module itself (5.x names under transformers 5) is a folder's job
+    torch.save(official.module.state_dict(), tmp_path / "module.pth")
+    with pytest.raises(CheckpointError, match="Hugging Face parameter names"):
+        load_tiny(tmp_path / "module.pth")
+
+
+def test_a_dinov2_folder_written_by_transformers_loads_and_gives_its_tokens(tmp_path):
+    from transformers import Dinov2WithRegistersModel
+
+    spec = DINOV2_REG["tiny"]
+    ref = _saved_by_transformers(
+        tmp_path / "v2", Dinov2WithRegistersModel, dinov2_hf_config(spec), 5
+    )
+    assert "encoder.layer.0.attention.attention.query.weight" in _file_keys(tmp_path / "v2")
+    loaded = load_dinov2(Dinov2SlicesConfig(model="tiny", checkpoint=tmp_path / "v2"))
+    x = torch.randn(1, 3, 56, 42, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected = ref(pixel_values=x).last_hidden_state[:, 5:]
+    torch.testing.assert_close(tokens(loaded, x), expected, rtol=0, atol=0)
+
+
+# file naming (the Hub's, = transformers 4.x modules) <-> transformers 5.x module naming
+_NAMINGS = {
+    "dinov3": (
+        DINOV3_NAMING,
+        ["embeddings.cls_token", "layer.0.attention.q_proj.weight", "layer.11.mlp.up_proj.bias"],
+        ["embeddings.cls_token", "model.layer.0.attention.q_proj.weight",
+         "model.layer.11.mlp.up_proj.bias"],
+    ),
+    "dinov2": (
+        DINOV2_NAMING,
+        ["encoder.layer.3.attention.attention.query.weight",
+         "encoder.layer.3.attention.attention.key.bias",
+         "encoder.layer.3.attention.attention.value.weight",
+         "encoder.layer.3.attention.output.dense.bias", "encoder.layer.3.mlp.fc1.weight"],
+        ["encoder.layer.3.attention.q_proj.weight", "encoder.layer.3.attention.k_proj.bias",
+         "encoder.layer.3.attention.v_proj.weight", "encoder.layer.3.attention.o_proj.bias",
+         "encoder.layer.3.mlp.fc1.weight"],
+    ),
+}  # fmt: skip
+
+
+class _Keys:
+    """A stand-in module that only has state-dict keys."""
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    def state_dict(self):
+        return dict.fromkeys(self.keys)
+
+
+@pytest.mark.parametrize("model", sorted(_NAMINGS))
+@pytest.mark.parametrize("file_side", [True, False], ids=["file-names", "v5-names"])
+@pytest.mark.parametrize("module_side", ["4.x", "5.x"])
+def test_both_namings_map_onto_modules_of_both_transformers_generations(
+    model, file_side, module_side
+):
+    naming, file_keys, v5_keys = _NAMINGS[model]
+    given = file_keys if file_side else v5_keys
+    want = file_keys if module_side == "4.x" else v5_keys
+    state = {k: i for i, k in enumerate(given)}
+    mapped = to_module_names(state, _Keys(want), naming)
+    assert list(mapped) == want and list(mapped.values()) == list(range(len(want)))
+    assert list(to_file_names(state, naming)) == file_keys
+
+
+def test_the_installed_transformers_renames_exactly_as_the_table_says(tmp_path):
+    """Guards the naming table: the module's keys, in file naming, are what save_pretrained
+    writes (a transformers version with a third naming fails here)."""
+    from medfeat_dinov3.networks import build_dinov2, build_dinov3
+
+    for name, module, naming in (
+        ("v3", build_dinov3(DINOV3["tiny"], seed=0), DINOV3_NAMING),
+        ("v2", build_dinov2(DINOV2_REG["tiny"], seed=0), DINOV2_NAMING),
+    ):
+        module.save_pretrained(str(tmp_path / name))
+        keys = module.state_dict().keys()
+        assert set(to_file_names(dict.fromkeys(keys), naming)) == _file_keys(tmp_path / name)

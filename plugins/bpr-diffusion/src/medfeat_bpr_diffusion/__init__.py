@@ -32,12 +32,6 @@ def _ape(config: cfg.APECoordinatesConfig, context: Any) -> Any:
     return make_ape(config, context)
 
 
-def _ape_exported(config: cfg.APEExportedConfig, context: Any) -> Any:
-    from medfeat_bpr_diffusion.coordinates import make_ape_exported
-
-    return make_ape_exported(config, context)
-
-
 def _pretrainer(config: cfg.PretrainConfig, context: Any) -> Any:
     from medfeat_bpr_diffusion.pretrain import make_pretrainer
 
@@ -93,12 +87,6 @@ def medfeat_register_coordinate_providers(register):
         _ape,
         config=cfg.APECoordinatesConfig,
         summary="APE dense 3D body-part coordinates (published ConvNeXt-FPN, local weights, stride 4).",
-    )
-    register(
-        "ape-exported",
-        _ape_exported,
-        config=cfg.APEExportedConfig,
-        summary="APE-style dense 3D body-part coordinates from a local torch.export program (stride 4).",
     )
 
 

@@ -1,5 +1,6 @@
 """Checkpoints: format tags, where files come from, and reading official weight files into the
-networks (APE, APE programs, Body Part Regression).
+networks (APE, Body Part Regression). Every file is read by medfeat's safe reader: no file ever
+runs code (``torch.export`` programs, which unpickle, are not accepted).
 
 Reading, strict loading and atomic writing are medfeat's (``read_checkpoint``,
 ``load_state_dict_strict``, ``save_checkpoint`` in :mod:`medfeat.api`).
@@ -21,10 +22,6 @@ SOURCE = (
 APE_SOURCE = (
     "APE (github.com/mishgon/ape, MIT) publishes its training code; train it (or obtain a trained "
     "checkpoint from its authors) and give the local Lightning .ckpt (or the network's state dict)."
-)
-APE_EXPORT_SOURCE = (
-    "Export a trained APE network with torch.export.export (dynamic spatial sizes) and "
-    "torch.export.save(program, 'ape.pt2'); give that local file."
 )
 BPR_SOURCE = (
     "Weights: the public Body Part Regression model of MIC-DKFZ (github.com/MIC-DKFZ/"
@@ -64,24 +61,6 @@ def load_ape(path: Path) -> torch.nn.Module:
     what = "APE (ConvNeXt-FPN U-Net, published configuration)"
     load_state_dict_strict(net, state, what=what, path=path)
     return net.eval()
-
-
-def load_exported(path: Path) -> torch.nn.Module:
-    """A user's ``torch.export`` program (.pt2) of an APE-like network, as a module."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"APE program {path} does not exist (expected a torch.export .pt2 file).",
-            remedy=APE_EXPORT_SOURCE,
-        )
-    try:
-        return torch.export.load(str(path)).module()
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not a loadable torch.export program ({type(exc).__name__}); a plain state dict "
-            "or a truncated file cannot be used here (the `ape` provider loads state dicts).",
-            remedy=APE_EXPORT_SOURCE,
-        ) from None
 
 
 def load_bpr(path: Path) -> torch.nn.Module:

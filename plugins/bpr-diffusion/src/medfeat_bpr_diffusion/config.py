@@ -85,15 +85,6 @@ class APECoordinatesConfig(APEInputConfig):
     )
 
 
-class APEExportedConfig(APEInputConfig):
-    checkpoint: Path = Field(
-        description="Local torch.export program (.pt2) of an APE-style network: [1, 1, A0, A1, A2] "
-        "in [0, 1] (APE's convention) -> [1, C, A0/s, A1/s, A2/s] coordinates (the same layout)."
-    )
-    output_stride_vox: int = Field(4, ge=1, description="Output stride of the network (APE: 4).")
-    channels: int = Field(3, ge=1, description="Coordinate channels (APE: 3, or 24 sin-cos).")
-
-
 # ----------------------------------------------------------------------------- network
 class UNetConfig(ConfigModel):
     """3D DDPM U-Net: ResNet blocks, linear attention at high-resolution levels, full attention where

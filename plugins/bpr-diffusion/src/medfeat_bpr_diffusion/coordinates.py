@@ -4,17 +4,17 @@
 - ``bpr-slice-score``: MIC-DKFZ Body Part Regression (bpreg, Apache-2.0), one score per slice.
   Preprocessing follows the reference: axial slices at 3.5 mm, 128 x 128, HU [-1000, 1500] ->
   [-1, 1]. The slice score, scaled, is broadcast over its slice as one coordinate channel.
-- ``ape`` / ``ape-exported``: APE dense 3D coordinates (Goncharov et al., MIT), 3 per voxel at
+- ``ape``: APE dense 3D coordinates (Goncharov et al., MIT), 3 per voxel at
   stride 4. APE is trained on arrays prepared by vox2vec's ``to_canonical_orientation``
   ("dicom-canonical"): array axis 0 runs towards posterior, axis 1 towards the patient's left,
-  axis 2 towards inferior (slices last), at 1 x 1 x 1.5 mm, HU [-1000, 300] -> [0, 1]. Both
-  providers resample the CT onto a grid with exactly that layout (LPS direction columns for i, j,
+  axis 2 towards inferior (slices last), at 1 x 1 x 1.5 mm, HU [-1000, 300] -> [0, 1]. The
+  provider resamples the CT onto a grid with exactly that layout (LPS direction columns for i, j,
   k: -z, +x, +y), so the network sees APE's arrays and its output keeps its geometry: a stride-4
-  grid over the same voxel box. ``ape`` is the published network
-  (:class:`~medfeat_bpr_diffusion.networks.APENetwork`) loaded strictly, over sliding windows;
-  ``ape-exported`` is any APE-like network exported by the user with ``torch.export`` (for
-  revisions whose layout differs from the published one), fed the same arrays. Departure: APE's
-  CLAHE contrast step is not applied.
+  grid over the same voxel box. It runs the published network
+  (:class:`~medfeat_bpr_diffusion.networks.APENetwork`), loaded strictly, over sliding windows.
+  (An ``ape-exported`` provider for ``torch.export`` programs was removed: loading a ``.pt2``
+  unpickles, so a crafted file could run code.) Departure: APE's CLAHE contrast step is not
+  applied.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from medfeat.api import CheckpointError, FeatureLevel, FeatureMap, Grid, Image
-from medfeat_bpr_diffusion.checkpoints import load_ape, load_bpr, load_exported
+from medfeat_bpr_diffusion.checkpoints import load_ape, load_bpr
 from medfeat_bpr_diffusion.config import (
     APECoordinatesConfig,
-    APEExportedConfig,
     APEInputConfig,
     BBoxCoordinatesConfig,
     BPRCoordinatesConfig,
@@ -196,34 +195,5 @@ class APECoordinates:
         return FeatureMap([level], source=image)
 
 
-class APEExportedCoordinates:
-    """Dense coordinates of a user-exported APE-like network (whole volume at once)."""
-
-    def __init__(self, config: APEExportedConfig, device: str = "cpu") -> None:
-        self.config, self.device = config, device
-        self.net = load_exported(config.checkpoint).to(device)
-        self.channels = config.channels
-
-    @torch.no_grad()
-    def coordinates(self, image: Image) -> FeatureMap:
-        c, s = self.config, self.config.output_stride_vox
-        x, grid = canonical_input(image, c)
-        data = run_network(self.net, x, self.device)
-        expected = (c.channels, *(n // s for n in grid.shape))
-        if tuple(data.shape) != expected:
-            raise CheckpointError(
-                f"The APE network returned {data.shape[0]} channels on "
-                f"{tuple(data.shape[1:])}; expected [1, {', '.join(map(str, expected))}] "
-                f"(stride {s}).",
-                remedy="Set channels / output_stride_vox to the exported network's, or re-export it.",
-            )
-        level = FeatureLevel(data, stride_grid(grid, s, tuple(data.shape[1:])), "ape")
-        return FeatureMap([level], source=image)
-
-
 def make_ape(config: APECoordinatesConfig, context: Any) -> APECoordinates:
     return APECoordinates(config, context.device)
-
-
-def make_ape_exported(config: APEExportedConfig, context: Any) -> APEExportedCoordinates:
-    return APEExportedCoordinates(config, context.device)

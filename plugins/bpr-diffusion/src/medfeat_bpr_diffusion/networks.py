@@ -226,8 +226,7 @@ class DiffusionUNet3d(nn.Module):
 # so a Lightning checkpoint of APE (``state_dict`` with keys ``nn.fpn.*``, ``nn.head.*``, ``scale``)
 # loads strictly. APE's training code pins a vox2vec revision that is not public in this form, and
 # no released APE checkpoint was available to check against: if a file does not match, the loader
-# names the keys that differ, and ``ape-exported`` (a ``torch.export`` program of any revision)
-# remains the way in.
+# names the keys that differ (re-save the weights of another revision under these names).
 
 
 @dataclass(frozen=True)

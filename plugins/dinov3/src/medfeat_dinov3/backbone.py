@@ -94,12 +94,7 @@ class SliceBackbone:
     def encode_slices(self, slices: torch.Tensor, patches: tuple[int, int]) -> torch.Tensor:
         """``[n, rows, cols]`` slices in [0, 1] -> ``[n, C, h, w]`` patch tokens (float32)."""
         p = self.model.patch_size
-        x = F.interpolate(
-            slices[:, None].float(),
-            size=(patches[0] * p, patches[1] * p),
-            mode="bilinear",
-            align_corners=False,
-        )
+        x = resize_like_reference(slices[:, None].float(), (patches[0] * p, patches[1] * p))
         x = imagenet_normalise(x.expand(-1, 3, -1, -1))
         dtype = autocast_dtype(self.config.precision, self.device)
         ctx = (
@@ -144,6 +139,15 @@ class SliceBackbone:
         return FeatureMap([level], source=image)
 
 
+def resize_like_reference(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B, C, H, W]`` resized to ``size`` as DINOv3's reference transform does: bilinear with
+    antialiasing (a triangle filter widened by the reduction factor when shrinking), pixel
+    centres aligned (``align_corners=False``)."""
+    return F.interpolate(
+        images, size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+    )
+
+
 class ImageBackbone2D:
     """Patch tokens of a frozen 2D ViT for square-resized RGB images."""
 
@@ -169,7 +173,7 @@ class ImageBackbone2D:
     def tokens(self, rgb: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> ``[B, D, n, n]`` with ``n = image_size_px / patch``."""
         size = self.config.image_size_px
-        x = F.interpolate(rgb.float(), size=(size, size), mode="bicubic", align_corners=False)
+        x = resize_like_reference(rgb.float(), (size, size))
         x = imagenet_normalise(x.clamp(0, 1)).to(self.device)
         dtype = autocast_dtype(self.config.precision, self.device)
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()

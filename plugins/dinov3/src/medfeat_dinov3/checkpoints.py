@@ -1,7 +1,10 @@
 """Local, strict loading of DINOv3 (official Meta ``.pth`` or HF directory) and DINOv2-reg weights.
 
-Official DINOv3 files are converted to the Hugging Face ``DINOv3ViTModel`` parameter names (the same
-tensors, renamed; METHODS.md section 2) and loaded with ``strict=True``. Nothing is downloaded.
+Official DINOv3 files are converted to the Hugging Face ``DINOv3ViTModel`` file naming (the same
+tensors, renamed; METHODS.md section 2). Folders written by transformers (``save_pretrained``, the
+Hub's repositories) are read in that file naming; both are then renamed to the module of the
+installed transformers (4.x and 5.x name it differently, :mod:`medfeat_dinov3.naming`) and loaded
+with ``strict=True``. Every file is read by medfeat's safe reader; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from medfeat.api import (
     read_state_dict,
 )
 from medfeat_dinov3.config import Dinov2SlicesConfig, Dinov3WeightsConfig
+from medfeat_dinov3.naming import DINOV2_NAMING, DINOV3_NAMING, to_file_names, to_module_names
 from medfeat_dinov3.networks import (
     DINOV2_REG,
     DINOV3,
@@ -107,7 +111,8 @@ def rope_periods(spec: VitSpec) -> torch.Tensor:
 
 
 def official_to_hf(state: dict, spec: VitSpec) -> dict:
-    """Rename an official DINOv3 state dict to ``DINOv3ViTModel`` names (qkv split, k bias dropped).
+    """Rename an official DINOv3 state dict to the file naming of ``DINOv3ViTModel`` (as
+    ``save_pretrained`` writes it: ``layer.N.*``), qkv split and k bias dropped.
 
     The official k bias is multiplied by ``bias_mask`` (zero on the k third); a non-zero masked k bias
     cannot be expressed in the HF layout and is refused.
@@ -135,7 +140,7 @@ def official_to_hf(state: dict, spec: VitSpec) -> dict:
         else {"fc1": "up_proj", "fc2": "down_proj"}
     )
     for n in range(spec.num_layers):
-        src, dst = f"blocks.{n}.", f"model.layer.{n}."
+        src, dst = f"blocks.{n}.", f"layer.{n}."
         q, k, v = state[src + "attn.qkv.weight"].chunk(3, dim=0)
         bias = state[src + "attn.qkv.bias"] * state[src + "attn.qkv.bias_mask"].to(
             state[src + "attn.qkv.bias"].dtype
@@ -169,8 +174,38 @@ def official_to_hf(state: dict, spec: VitSpec) -> dict:
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def _hf_weight_files(path: Path, source: str) -> list[Path]:
+    """The weight file(s) of a Hugging Face folder: one file, or the shards of an index."""
+    import json
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return [path / name]
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = path / name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"{index} is not a weight index ({type(exc).__name__}).", remedy=source
+                ) from None
+            files = [path / s for s in shards]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing or not files:
+                raise CheckpointError(
+                    f"{path}: the shards {missing[:3]} named in {name} are missing.",
+                    remedy=source,
+                )
+            return files
+    raise CheckpointError(
+        f"{path} has no model.safetensors or pytorch_model.bin (nor a sharded index).",
+        remedy=source,
+    )
+
+
 def _hf_directory_state(path: Path, what: str, source: str) -> tuple[dict, dict]:
-    """``config.json`` and the weights of a Hugging Face model directory."""
+    """``config.json`` and the weights (file naming) of a Hugging Face model directory."""
     import json
 
     config_file = path / "config.json"
@@ -179,13 +214,18 @@ def _hf_directory_state(path: Path, what: str, source: str) -> tuple[dict, dict]
             f"{path} is a folder without config.json, so it is not a Hugging Face model directory.",
             remedy=source,
         )
-    weights = [path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
-    if not weights:
+    try:
+        found = json.loads(config_file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(
-            f"{path} has no model.safetensors or pytorch_model.bin (sharded folders: merge them first).",
-            remedy=source,
-        )
-    return json.loads(config_file.read_text()), _read_state(weights[0], what, source)
+            f"{config_file} is not valid JSON ({type(exc).__name__}).", remedy=source
+        ) from None
+    if not isinstance(found, dict):
+        raise CheckpointError(f"{config_file} does not hold a JSON object.", remedy=source)
+    state: dict = {}
+    for file in _hf_weight_files(path, source):
+        state.update(_read_state(file, what, source))
+    return found, state
 
 
 def _check_hf_config(found: dict, expected, path: Path, source: str) -> None:
@@ -225,6 +265,7 @@ def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:
     if path.is_dir():
         found, state = _hf_directory_state(path, what, DINOV3_SOURCE)
         _check_hf_config(found, module.config, path, DINOV3_SOURCE)
+        state = to_module_names(state, module, DINOV3_NAMING)
         load_state_dict_strict(module, state, what=what, path=path, remedy=DINOV3_SOURCE)
         return SliceModel(
             module,
@@ -234,7 +275,7 @@ def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:
             f"{what} from HF directory {path}",
         )
     state = _read_state(path, what, DINOV3_SOURCE)
-    if any(k.startswith("model.layer.") for k in state):
+    if any(k.startswith(("layer.", "embeddings.")) for k in to_file_names(state, DINOV3_NAMING)):
         raise CheckpointError(
             f"{path} holds Hugging Face parameter names, not the official DINOv3 layout.",
             remedy="Give the whole HF directory (with config.json) as `checkpoint`.",
@@ -248,7 +289,7 @@ def load_dinov3(config: Dinov3WeightsConfig) -> SliceModel:
         remedy="Pick the `model` that matches the file (vit-s16, vit-b16, vit-l16, vit-h16plus). "
         + DINOV3_SOURCE,
     )
-    converted = official_to_hf(state, spec)
+    converted = to_module_names(official_to_hf(state, spec), module, DINOV3_NAMING)
     load_state_dict_strict(module, converted, what=what, path=path, remedy=DINOV3_SOURCE)
     return SliceModel(
         module,
@@ -286,6 +327,6 @@ def load_dinov2(config: Dinov2SlicesConfig) -> SliceModel:
         )
     found, state = _hf_directory_state(path, what, DINOV2_SOURCE)
     _check_hf_config(found, module.config, path, DINOV2_SOURCE)
-    state = {k.removeprefix("dinov2_with_registers."): v for k, v in state.items()}
+    state = to_module_names(state, module, DINOV2_NAMING)
     load_state_dict_strict(module, state, what=what, path=path, remedy=DINOV2_SOURCE)
     return SliceModel(module, spec.patch_size, prefix, spec.hidden_size, f"{what} from {path}")

@@ -11,7 +11,6 @@ import torch
 from torch.nn import functional as F
 
 from medfeat.api import (
-    CheckpointError,
     DataError,
     FeatureLevel,
     FeatureMap,
@@ -78,22 +77,15 @@ class Dinov2Teacher:
     """DINOv2 (with registers) patch tokens from a local transformers folder; nothing downloaded."""
 
     def __init__(self, model_dir: Path, image_size_px: int = 224, device: str = "cpu") -> None:
-        model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise CheckpointError(
-                f"DINOv2: {model_dir} is not a transformers model folder (no config.json).",
-                remedy="Download facebook/dinov2-with-registers-base from the Hugging Face hub "
-                "yourself (e.g. `hf download` on a connected machine) and give the local folder.",
-            )
-        from transformers import AutoModel
+        from medfeat_leaf.checkpoints import load_transformers_folder
 
-        try:
-            self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"DINOv2: could not load {model_dir}: {str(exc)[:300]}",
-                remedy="Give a complete local folder of facebook/dinov2-with-registers-base.",
-            ) from exc
+        self.model = load_transformers_folder(
+            Path(model_dir),
+            "DINOv2 teacher",
+            remedy="Download facebook/dinov2-with-registers-base from the Hugging Face hub "
+            "yourself (e.g. `hf download` on a connected machine) and give the complete local "
+            "folder (config.json and model.safetensors).",
+        )
         self.model.requires_grad_(False).to(device)
         self.device = device
         self.size = image_size_px

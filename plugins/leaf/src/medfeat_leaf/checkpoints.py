@@ -41,6 +41,82 @@ def read_weights(path: Path, what: str, source: str) -> dict[str, torch.Tensor]:
     return read_state_dict(path, what=what, remedy=_download_remedy(source))
 
 
+def _transformers_weight_files(folder: Path, what: str, remedy: str) -> list[Path]:
+    """The weights of a transformers folder: one file, or the shards its index names."""
+    import json
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return [folder / name]
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / name).is_file():
+            try:
+                shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"{what}: {folder / name} is not a weight index ({type(exc).__name__}).",
+                    remedy=remedy,
+                ) from None
+            if not shards:
+                raise CheckpointError(f"{what}: {folder / name} names no shard.", remedy=remedy)
+            return [folder / shard for shard in shards]
+    raise CheckpointError(
+        f"{what}: {folder} holds no model.safetensors or pytorch_model.bin (nor a sharded index).",
+        remedy=remedy,
+    )
+
+
+def load_transformers_folder(folder: Path, what: str, remedy: str) -> nn.Module:
+    """The transformers model of a local folder (config.json + weights), nothing downloaded.
+
+    The weights are read by medfeat's safe reader (never unpickled code; empty, truncated or
+    pickled files give one clear message) and handed to transformers, which maps the file's
+    names onto the installed version's modules; any key left over or missing is refused.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"{what}: {folder} is not a transformers model folder (no config.json).", remedy=remedy
+        )
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        model_cls = MODEL_MAPPING[type(config)]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"{what}: {folder}/config.json does not describe a model this transformers "
+            f"knows ({type(exc).__name__}: {str(exc)[:200]}).",
+            remedy=remedy,
+        ) from None
+    state: dict[str, torch.Tensor] = {}
+    for file in _transformers_weight_files(folder, what, remedy):
+        state.update(read_state_dict(file, what=what, remedy=remedy))
+    try:
+        model, info = model_cls.from_pretrained(
+            None, config=config, state_dict=state, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(
+            f"{what}: the weights in {folder} do not fit its config.json "
+            f"({type(exc).__name__}: {str(exc)[:200]}).",
+            remedy=remedy,
+        ) from None
+    problems = {k: sorted(map(str, info.get(k) or ())) for k in ("missing_keys", "unexpected_keys")}
+    problems["mismatched_keys"] = sorted(str(m[0]) for m in info.get("mismatched_keys") or ())
+    found = {k: v for k, v in problems.items() if v}
+    if found:
+        listed = "; ".join(
+            f"{len(v)} {k.replace('_', ' ')} (e.g. {', '.join(v[:3])})" for k, v in found.items()
+        )
+        raise CheckpointError(
+            f"{what}: the weights in {folder} do not match its config.json: {listed}.",
+            remedy=remedy,
+        )
+    return model.eval()
+
+
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
     """Strict load of ``state`` into ``module`` (a mismatch lists the key differences)."""
     load_state_dict_strict(

@@ -136,6 +136,18 @@ class LeafConfig(ConfigModel):
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="DDPM noise schedule."
     )
+    scale_image_latent: bool = Field(
+        True,
+        description="Multiply the image latent z^x by the kl-f8 latent scale 0.18215 before the "
+        "U-Net, in training and inference (the LEAF reference). false: departure, z^x enters "
+        "unscaled (about 5.5 times larger than pretrained LDM weights expect).",
+    )
+    clip_x0: bool = Field(
+        True,
+        description="Clamp the predicted x0 latent to [-1, 1] (scaled-latent units) before "
+        "decoding, as the reference's diffusers DDIM step (clip_sample=True). false: departure, "
+        "the x0 estimate is decoded unclamped.",
+    )
     distillation: DistillationConfig = Field(
         default_factory=DistillationConfig,
         description="REPA-style distillation from the pipeline's backbone (the teacher).",

@@ -9,15 +9,22 @@ import torch
 from medfeat.api import CheckpointError, Image, read_checkpoint
 from medfeat_leaf.config import LeafConfig
 
+#: options added when the reference's latent scale and x0 clamp became the default; a leaf.pt
+#: whose config lacks them was trained (and is evaluated) without either.
+_BEFORE_REFERENCE_FIX = ("scale_image_latent", "clip_x0")
+
 
 def load_trained(path: Path, override: LeafConfig | None = None):
     """A :class:`LeafModel` with the weights written by training (``leaf.pt``); no projector."""
     from medfeat_leaf.build import build_leaf
 
     remedy = "Give the leaf.pt written by `medfeat run` in train mode (it writes <out>/leaf.pt)."
-    state = read_checkpoint(path, what="LEAF training result", remedy=remedy)
+    state = read_checkpoint(path, what="LEAF training result", remedy=remedy, plain=True)
     try:
-        config = LeafConfig.model_validate(state["config"])
+        stored = dict(state["config"])
+        for key in _BEFORE_REFERENCE_FIX:  # trained before these options existed: as trained
+            stored.setdefault(key, False)
+        config = LeafConfig.model_validate(stored)
         weights = state["weights"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(

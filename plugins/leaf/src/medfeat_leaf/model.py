@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from medfeat.api import ConfigError
 from medfeat_leaf.config import LeafConfig
+from medfeat_leaf.networks import KL_F8_SCALE
 from medfeat_leaf.schedule import Schedule
 
 
@@ -75,6 +76,15 @@ class LeafModel(nn.Module):
             mods["projector"] = self.projector
         return nn.ModuleDict(mods)
 
+    @property
+    def image_latent_scale(self) -> float:
+        """Factor applied to the image encoder's output (reference: the kl-f8 scale 0.18215)."""
+        return KL_F8_SCALE if self.config.scale_image_latent else 1.0
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """z^x: the trainable encoder's posterior mode times the latent scale."""
+        return self.image_encoder(images) * self.image_latent_scale
+
     def denoise(self, z_x: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.unet(torch.cat([z_x, z_t], dim=1), t).sample
 
@@ -93,7 +103,7 @@ class LeafModel(nn.Module):
         """Diffusion L1 loss (+ lambda * distillation) for images in [-1, 1] and {0, 1} masks."""
         with torch.no_grad():
             z_y = self.mask_codec.encode(masks)
-        z_x = self.image_encoder(images)
+        z_x = self.encode_image(images)
         b = images.shape[0]
         t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator).to(images.device)
         noise = torch.randn(z_y.shape, generator=generator).to(z_y)
@@ -118,13 +128,16 @@ class LeafModel(nn.Module):
     def predict_probability(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Single step at t = T - 1 from pure noise: x0 estimate -> decoded mask in [0, 1]."""
-        z_x = self.image_encoder(images)
+        """Single step at t = T - 1 from pure noise: x0 estimate, clamped to [-1, 1] as DDIM's
+        ``clip_sample`` does (unless ``clip_x0`` is off) -> decoded mask in [0, 1]."""
+        z_x = self.encode_image(images)
         h, w = z_x.shape[-2:]
         shape = (images.shape[0], self.mask_codec.latent_channels, h, w)
         z_t = torch.randn(shape, generator=generator).to(z_x)
         t = torch.full((images.shape[0],), self.schedule.num_steps - 1, device=images.device)
         x0 = self.schedule.to_x0(self.config.prediction, self.denoise(z_x, z_t, t), z_t, t)
+        if self.config.clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
         return self.mask_codec.decode(x0)
 
     def predict_mask(

@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from medfeat.api import (
+    CheckpointError,
     Interrupted,
+    load_state_dict_strict,
     read_checkpoint,
     save_checkpoint,
     setup_distributed,
@@ -131,17 +133,7 @@ class Trainer:
         step, history = 0, []
         ckpt = self.out_dir / CHECKPOINT
         if cfg.resume and ckpt.is_file():
-            state = read_checkpoint(
-                ckpt,
-                what="LEAF training",
-                remedy=f"Delete {ckpt} to start afresh, or set training.resume: false.",
-                map_location=self.device,
-            )
-            trainable.load_state_dict(state["trainable"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            ema.load_state_dict(state["ema"])
-            step, history = int(state["step"]), list(state["history"])
+            step, history = self._resume(ckpt, trainable, opt, sched, ema)
             self.context.progress.log(f"LEAF: resuming from step {step} ({ckpt})")
         net: nn.Module = model
         if self.world > 1:
@@ -231,6 +223,28 @@ class Trainer:
         if validation and self.rank == 0:
             metrics["validation"] = evaluate(model, validation, cfg.image_size_px, self.device)
         return metrics
+
+    def _resume(self, ckpt: Path, trainable, opt, sched, ema) -> tuple[int, list]:
+        """Load the resumable state of ``ckpt`` (written by :meth:`fit`) into the live objects."""
+        remedy = f"Delete {ckpt} to start afresh, or set training.resume: false."
+        what = "LEAF training (resumable state, checkpoints/last.pt)"
+        state = read_checkpoint(
+            ckpt, what=what, remedy=remedy, map_location=self.device, plain=True
+        )
+        try:
+            load_state_dict_strict(
+                trainable, state["trainable"], what=what, path=ckpt, remedy=remedy
+            )
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            ema.load_state_dict(state["ema"])
+            return int(state["step"]), list(state["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"The {what} {ckpt} was not written by this LEAF configuration's training "
+                f"({type(exc).__name__}: {str(exc)[:200]}).",
+                remedy=remedy,
+            ) from None
 
     def _codec_state(self) -> dict:
         """The frozen mask codec travels with the weights (a VAE is needed to decode)."""
