@@ -49,3 +49,20 @@ def test_outside_the_main_thread_the_guard_installs_nothing():
     t.start()
     t.join()
     assert seen == {"handler": before, "requested": False}
+
+
+def test_signals_raise_stops_at_once_then_ignores_repeats_and_restores_handlers():
+    from medfeat.interrupt import StopSignal, signals_raise
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with signals_raise() as guard:
+        with pytest.raises(StopSignal) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**6):  # the handler raises at the next bytecode
+                pass
+        assert info.value.signal_name == "SIGTERM" and guard.requested
+        os.kill(os.getpid(), signal.SIGINT)  # while the summary is written: ignored
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    with signals_raise() as guard, pytest.raises(StopSignal), guard.held():
+        os.kill(os.getpid(), signal.SIGINT)  # remembered, raised when the block ends
+        assert guard.requested

@@ -75,3 +75,67 @@ def stop_requests(repeat_grace_s: float = 2.0) -> Iterator[StopRequest]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class StopSignal(BaseException):
+    """Raised in the main thread by :func:`signals_raise` on the first SIGINT/SIGTERM.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that the work in progress unwinds through
+    every ``except Exception`` and its ``finally`` blocks clean up.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class SignalGuard:
+    """State of :func:`signals_raise`: the signal received, and whether raising is held back."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._held = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A signal inside the block (a summary being written) is remembered, not raised; it is
+        raised when the block ends, unless one was raised already."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if self._held == 0 and self.signal_name is not None and not self._raised:
+            self._raised = True
+            raise StopSignal(self.signal_name)
+
+    _raised = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+        if self._held or self._raised:
+            return
+        self._raised = True
+        raise StopSignal(self.signal_name)
+
+
+@contextmanager
+def signals_raise() -> Iterator[SignalGuard]:
+    """Within the block, the first SIGINT/SIGTERM raises :class:`StopSignal` at once (the case in
+    progress is abandoned and cleaned up) and later ones are ignored, so that the caller can write
+    its summary. Outside the main thread nothing is installed."""
+    guard = SignalGuard()
+    if threading.current_thread() is not threading.main_thread():
+        yield guard
+        return
+    previous = {s: signal.signal(s, guard._handle) for s in SIGNALS}
+    try:
+        yield guard
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,6 +1,9 @@
 """medfeat.io.atomic: writes that leave the old file or the new one, never half of one, and
 never an input of the run."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from medfeat.errors import InputFileError
@@ -79,3 +82,115 @@ def test_atomic_outputs_get_the_usual_permissions(tmp_path):
         assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
     finally:
         os.umask(mask)
+
+
+def _no_temporaries(folder):
+    return [p.name for p in folder.iterdir() if ".tmp" in p.name]
+
+
+def test_a_full_disk_is_one_clear_message_and_leaves_no_file(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from medfeat.errors import ResourceError
+
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    def full_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return FullDisk(fh) if "w" in mode and ".tmp" in str(path) else fh
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(ResourceError, match="disk is full") as info:
+        atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+    assert "Traceback" not in str(info.value) and "--out" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_write_is_caught_before_the_rename(tmp_path, monkeypatch):
+    """ITK reports a short write on a full disk without raising: the truncated file must not be
+    renamed into place."""
+    import SimpleITK as sitk
+
+    from medfeat.errors import ResourceError
+    from medfeat.geometry import Grid, Image
+    from medfeat.io.images import write_image
+
+    image = Image(
+        np.random.default_rng(0).random((8, 9, 10)).astype(np.float32),
+        Grid.from_shape((8, 9, 10), 1.5),
+    )
+    real_write = sitk.WriteImage
+
+    def short_write(img, path, *args):
+        real_write(img, path, *args)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(sitk, "WriteImage", short_write)
+    for name in ("img.nii.gz", "img.nii"):
+        with pytest.raises(ResourceError, match="cut short"):
+            write_image(image, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(sitk, "WriteImage", real_write)
+    write_image(image, tmp_path / "img.nii.gz")  # a complete file passes the check
+    write_image(image, tmp_path / "img.nii")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.nii", "img.nii.gz"]
+
+
+def test_short_byte_writes_and_writer_messages_about_full_disks(tmp_path, monkeypatch):
+    from medfeat.errors import ResourceError
+
+    with pytest.raises(ResourceError, match="disk is full"), atomic_path(tmp_path / "x.nii.gz"):
+        raise RuntimeError("ITK ERROR: ... No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ResourceError, match="empty"), atomic_path(tmp_path / "y.bin") as tmp:
+        tmp.write_bytes(b"")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_protected_inputs_refuse_every_atomic_write_within_a_run(tmp_path):
+    from medfeat.io.atomic import protecting
+
+    victim = tmp_path / "case" / "metrics.json"
+    victim.parent.mkdir()
+    victim.write_text("input")
+    with protecting([victim]), pytest.raises(InputFileError, match="input of this run"):
+        atomic_write_json(victim, {"a": 1})
+    assert victim.read_text() == "input"
+    atomic_write_json(victim, {"a": 1})  # outside the run: allowed
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    from medfeat.io.atomic import remove_stale_temporaries
+
+    (tmp_path / "case").mkdir()
+    stale = [
+        tmp_path / ".metrics.json.abcd1234.tmp.json",
+        tmp_path / "case" / ".field.nii.gz.x_y1z2w3.tmp.nii.gz",
+    ]
+    for p in stale:
+        p.write_text("half")
+    (tmp_path / "case" / ".img.mhd.k3j4h5g6").mkdir()
+    keep = [tmp_path / "metrics.json", tmp_path / "case" / ".hidden-user-file", tmp_path / "a.tmp"]
+    for p in keep:
+        p.write_text("keep")
+    removed = remove_stale_temporaries(tmp_path)
+    assert len(removed) == 3 and all(p.exists() for p in keep)
+    assert not any(p.exists() for p in stale)

@@ -12,7 +12,7 @@ def test_correspondence_pipeline_mind_matcher(tmp_path):
     p.write_text(
         "kind: correspondence\n"
         "data: {name: breathing-phantom, shape: [40, 40, 40], spacing_mm: 4.0, amplitude_mm: 8.0, num_vessels: 20}\n"
-        "backbone: {name: mind-ssc, radius_vox: 1}\n"
+        "backbone: {name: mind-ssc, radius_mm: 4.0}\n"
         "matcher: {name: feature-matcher, box_half_size_mm: 16.0}\n"
     )
     assert main(["-q", "run", str(p), "--out", str(tmp_path / "o")]) == 0

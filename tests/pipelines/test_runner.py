@@ -40,7 +40,7 @@ def registry_with_random_backbone():
 PIPELINE = """kind: registration
 data: {{name: breathing-phantom, shape: [24, 24, 24], spacing_mm: 4.0}}
 backbone: {{name: {backbone}}}
-optimiser: {{name: convex-adam, grid_spacing_vox: 3, search_radius_vox: 2, adam_iterations: 2}}
+optimiser: {{name: convex-adam, grid_spacing_mm: 12, search_radius_mm: 24, adam_iterations: 2}}
 """
 
 

@@ -15,7 +15,42 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
     p.add_argument("--seed", type=int, help="random seed (overrides seed)")
+    add_cohort_args(p)
     p.set_defaults(func=cmd_run)
+
+
+def add_cohort_args(p: argparse.ArgumentParser) -> None:
+    """Where the cases run and whether finished ones are kept (docs/cohorts.md)."""
+    g = p.add_argument_group("cohorts (each case a task; docs/cohorts.md)")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run the cases on a local Dask cluster of N processes",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run the cases on an existing Dask scheduler"
+    )
+    where.add_argument(
+        "--cluster",
+        type=Path,
+        metavar="FILE.yaml",
+        help="run the cases as batch jobs (SLURM, PBS, SGE, LSF) through dask-jobqueue",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the cases an earlier run in --out finished (same configuration and inputs)",
+    )
+
+
+def cohort_options(args: argparse.Namespace) -> Any:
+    from medfeat.cohort import CohortOptions
+
+    return CohortOptions(
+        workers=args.workers, scheduler=args.scheduler, cluster=args.cluster, resume=args.resume
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -41,8 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     context = RunContext(device=device, seed=pipeline.seed, progress=progress)
     out_dir = args.out or pipeline.output.dir
+    cohort = cohort_options(args)
     try:
-        run_pipeline(resolved, registry, context, out_dir)
+        run_pipeline(resolved, registry, context, out_dir, cohort)
     finally:
         from medfeat.distributed import teardown_distributed
 

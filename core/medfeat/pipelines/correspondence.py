@@ -79,32 +79,33 @@ def case_metrics(case: RegistrationCase, matched: Matched) -> dict[str, Any]:
     }
 
 
-def run(run: Run) -> dict[str, Any]:
-    from medfeat.io.atomic import atomic_write_json
+@dataclass
+class Parts:
+    """The components a correspondence pipeline builds once (per worker) for every case."""
 
-    dataset = run.build("data")
-    backbone = run.build("backbone")
-    transforms = run.build_all("feature_transforms")
-    matcher = run.build("matcher")
+    backbone: Any
+    transforms: list[Any]
+    matcher: Any
+
+
+def build_parts(run: Run) -> Parts:
+    """Build the backbone, feature transforms and matcher, and check the matcher can match."""
+    parts = Parts(run.build("backbone"), run.build_all("feature_transforms"), run.build("matcher"))
     run.require_method(
-        matcher,
+        parts.matcher,
         "match",
         "matcher",
         "for correspondence (it may be a deformable optimiser: use a registration pipeline)",
     )
-    summary: dict[str, Any] = {"cases": {}}
-    for case in dataset.registration_cases():
-        run.protect(case.inputs)
-        matched = match(run, backbone, transforms, matcher, case)
-        write_matches(run, case.id, matched)
-        metrics = case_metrics(case, matched)
-        atomic_write_json(run.case_dir(case.id) / "metrics.json", metrics)
-        summary["cases"][case.id] = metrics
-        run.case_records[case.id] = {**case_record(case), "points_space": "world LPS mm"}
-        if "tre_mm_after" in metrics:
-            before, after = metrics["tre_mm_before"]["mean"], metrics["tre_mm_after"]["mean"]
-            run.context.progress.log(
-                f"[bold]{case.id}[/bold]: matched {len(matched.points)} points, "
-                f"error {before:.2f} -> {after:.2f} mm"
-            )
-    return summary
+    return parts
+
+
+def process_case(
+    run: Run, parts: Parts, case: RegistrationCase
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Match one case and write its matches into ``run.case_dir(case.id)``; returns its metrics
+    and its provenance record."""
+    matched = match(run, parts.backbone, parts.transforms, parts.matcher, case)
+    write_matches(run, case.id, matched)
+    metrics = case_metrics(case, matched)
+    return metrics, {**case_record(case), "points_space": "world LPS mm"}

@@ -1,11 +1,16 @@
-"""Shared machinery of all pipelines: build components, guard the output folder, record provenance."""
+"""Shared machinery of all pipelines: build components, guard the output folder, record provenance.
+
+Pipelines that work case by case (registration, correspondence, segmentation inference) run as a
+cohort (:mod:`medfeat.cohort`: each case a task, in-process or on Dask workers, resumable and
+fault-isolated); training pipelines (pretraining, segmentation training) run as one task here.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medfeat.config.resolve import ResolvedComponent, ResolvedPipeline
 from medfeat.context import RunContext
@@ -13,10 +18,17 @@ from medfeat.errors import ConfigError, InputFileError
 from medfeat.pipelines.cases import FeatureCache
 from medfeat.registry import Registry
 
+if TYPE_CHECKING:
+    from medfeat.cohort.options import CohortOptions
+
 
 @dataclass
 class Run:
-    """One execution of a resolved pipeline: its components, output folder, inputs and features."""
+    """One execution of a resolved pipeline: its components, output folder, inputs and features.
+
+    ``staging`` maps a case id to the temporary folder its outputs are written into (renamed to
+    ``out_dir/<case>`` once the case is complete); :meth:`case_dir` returns it.
+    """
 
     resolved: ResolvedPipeline
     registry: Registry
@@ -25,6 +37,7 @@ class Run:
     protected: set[Path] = field(default_factory=set)
     case_records: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: FeatureCache = field(default_factory=FeatureCache)
+    staging: dict[str, Path] = field(default_factory=dict)
 
     def build(self, key: str, index: int | None = None) -> Any:
         """Build the component of pipeline field ``key`` (``index`` for list fields)."""
@@ -55,11 +68,12 @@ class Run:
                 remedy="Pick another; `medfeat components` lists each component with its summary.",
             )
 
-    def protect(self, paths: list[Path]) -> None:
+    def protect(self, paths: Any) -> None:
         self.protected.update(Path(p).resolve() for p in paths)
 
     def case_dir(self, case_id: str) -> Path:
-        d = self.out_dir / case_id
+        """The folder a case's outputs are written into (its staging folder during a cohort)."""
+        d = self.staging.get(case_id) or self.out_dir / case_id
         if d.resolve() in self.protected:
             raise InputFileError(
                 f"Output folder {d} is an input of this run.", remedy="Choose another --out."
@@ -70,65 +84,90 @@ class Run:
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Create the output folder; refuse to mix a new run into an earlier one unless asked to."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(
-            f"Output path {out_dir} exists and is not a folder.", remedy="Choose another --out."
-        )
-    if (out_dir / "provenance.json").exists() and not overwrite:
-        raise InputFileError(
-            f"{out_dir} already holds the results of an earlier run (provenance.json is there).",
-            remedy="Choose another --out, or set output.overwrite=true to replace them.",
-        )
+    from medfeat.cohort.outputs import check_output_folder, refuse_earlier_run
+
+    check_output_folder(out_dir)
+    refuse_earlier_run(out_dir, overwrite=overwrite, resume=False)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _uses_all_ranks(pipeline: Any) -> bool:
+def uses_all_ranks(pipeline: Any) -> bool:
     """Training pipelines share their work over torchrun's ranks (DistributedDataParallel)."""
     return pipeline.kind == "pretraining" or (
         pipeline.kind == "segmentation" and pipeline.mode == "train"
     )
 
 
+_uses_all_ranks = uses_all_ranks
+
+
 def run_pipeline(
-    resolved: ResolvedPipeline, registry: Registry, context: RunContext, out_dir: Path | None = None
+    resolved: ResolvedPipeline,
+    registry: Registry,
+    context: RunContext,
+    out_dir: Path | None = None,
+    cohort: CohortOptions | None = None,
 ) -> dict[str, Any]:
-    """Run a resolved pipeline; returns the summary written to ``metrics.json``."""
+    """Run a resolved pipeline; returns the summary written to ``metrics.json``.
+
+    Case-by-case pipelines run as a cohort (``cohort``: workers, scheduler, resume); when cases
+    failed, the summary is written and :class:`medfeat.cohort.CasesFailed` (carrying it) raised.
+    """
     from medfeat.context import process_rank
-    from medfeat.io.atomic import atomic_write_json
-    from medfeat.io.checksum import remembering_checksums
-    from medfeat.pipelines import correspondence, pretraining, registration, segmentation
-    from medfeat.provenance import base_record
 
     pipeline = resolved.pipeline
     out_dir = Path(out_dir or pipeline.output.dir)
+    rank, _ = process_rank()
+    if not uses_all_ranks(pipeline):
+        if rank > 0:
+            return {}  # registration, correspondence, inference: rank 0 does the whole job
+        from medfeat.cohort.engine import run_cohort
+        from medfeat.cohort.options import CohortOptions
+
+        return run_cohort(resolved, registry, context, out_dir, cohort or CohortOptions())
+    return _run_training(resolved, registry, context, out_dir)
+
+
+def _run_training(
+    resolved: ResolvedPipeline, registry: Registry, context: RunContext, out_dir: Path
+) -> dict[str, Any]:
+    """A training pipeline, as one task (its components split the work over torchrun ranks)."""
+    from medfeat.cohort.outputs import OutputFolder, check_collisions, config_inputs
+    from medfeat.context import process_rank
+    from medfeat.io.atomic import atomic_write_json, protecting
+    from medfeat.io.checksum import remembering_checksums
+    from medfeat.pipelines import pretraining, segmentation
+    from medfeat.provenance import base_record
+
+    pipeline = resolved.pipeline
     rank, world = process_rank()
-    if rank > 0 and not _uses_all_ranks(pipeline):
-        return {}  # registration, correspondence, inference: rank 0 does the whole job
-    if rank == 0:
-        prepare_out_dir(out_dir, pipeline.output.overwrite)
-    else:  # rank 0 checks (and may refuse) the folder; the others only need it to exist
-        out_dir.mkdir(parents=True, exist_ok=True)
-    context.out_dir = out_dir
-    run = Run(resolved, registry, context, out_dir)
-    runners = {
-        "registration": registration.run,
-        "correspondence": correspondence.run,
-        "segmentation": segmentation.run,
-        "pretraining": pretraining.run,
-    }
-    record = base_record(resolved.to_dict(), context.seed, context.device, registry.plugins)
-    record["overrides"] = resolved.overrides
-    record["world_size"] = world
-    start = time.perf_counter()
-    with remembering_checksums():  # each input is hashed once, when it is read
-        summary = runners[pipeline.kind](run)
-    context.timings["total"] = time.perf_counter() - start
-    record["cases"] = run.case_records
-    record["timings_s"] = {k: round(v, 4) for k, v in context.timings.items()}
-    if context.random_weights:  # such output is a speed/plumbing check, never a result
-        note = {"random_weights": list(context.random_weights), "is_result": False}
-        summary, record = {**note, **summary}, {**note, **record}
-    if rank == 0:  # under torchrun, one copy of the summary (every rank computed the same run)
-        atomic_write_json(out_dir / "metrics.json", summary)
-        atomic_write_json(out_dir / "provenance.json", record)
+    inputs = config_inputs(resolved)
+    folder = OutputFolder(out_dir, lock=rank == 0)
+    if rank == 0:  # rank 0 checks (and may refuse) the folder; the others only need it to exist
+        check_collisions(out_dir, [], inputs)
+        folder.refuse_earlier_run(overwrite=pipeline.output.overwrite, resume=False)
+    with folder:
+        if rank == 0 and pipeline.output.overwrite:
+            folder.remove_earlier_run()
+        context.out_dir = out_dir
+        run = Run(resolved, registry, context, out_dir)
+        run.protect(inputs)
+        runner = pretraining.run if pipeline.kind == "pretraining" else segmentation.run
+        record = base_record(
+            resolved.to_dict(), context.seed, context.device, registry.plugins, out_dir
+        )
+        record["overrides"] = resolved.overrides
+        record["world_size"] = world
+        start = time.perf_counter()
+        with remembering_checksums(), protecting(run.protected):
+            summary = runner(run)
+        context.timings["total"] = time.perf_counter() - start
+        record["cases"] = run.case_records
+        record["timings_s"] = {k: round(v, 4) for k, v in context.timings.items()}
+        if context.random_weights:  # such output is a speed/plumbing check, never a result
+            note = {"random_weights": list(context.random_weights), "is_result": False}
+            summary, record = {**note, **summary}, {**note, **record}
+        if rank == 0:  # under torchrun, one copy of the summary (every rank computed the same run)
+            atomic_write_json(out_dir / "metrics.json", summary)
+            atomic_write_json(out_dir / "provenance.json", record)
     return summary
