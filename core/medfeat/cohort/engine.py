@@ -84,8 +84,16 @@ def run_cohort(
         fingerprint=fingerprint,
         command=tuple(sys.argv),
     )
-    with folder:
-        return _Cohort(job, cases, context, registry, options, folder).run()
+    from medfeat.pipelines.runner import run_log, write_report
+
+    with folder, run_log(context, out_dir):
+        try:
+            summary = _Cohort(job, cases, context, registry, options, folder).run()
+        except CasesFailed:  # the cases that finished get their report too
+            write_report(resolved, context, out_dir)
+            raise
+        write_report(resolved, context, out_dir)
+        return summary
 
 
 class _Cohort:

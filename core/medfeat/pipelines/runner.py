@@ -7,7 +7,9 @@ fault-isolated); training pipelines (pretraining, segmentation training) run as 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,6 +103,44 @@ def uses_all_ranks(pipeline: Any) -> bool:
 _uses_all_ranks = uses_all_ranks
 
 
+@contextlib.contextmanager
+def run_log(context: RunContext, out_dir: Path) -> Iterator[Path]:
+    """``medfeat.log`` in ``out_dir`` for the run (rank 0). A run that fails before writing its
+    summary leaves no log behind (its error went to stderr), so its folder can be removed."""
+    progress = context.progress
+    path = progress.attach_log(out_dir)
+    try:
+        yield path
+    except BaseException as exc:
+        progress.detach_log(exc)
+        if not (out_dir / "metrics.json").exists():
+            path.unlink(missing_ok=True)
+        raise
+    progress.detach_log()
+
+
+def write_report(resolved: ResolvedPipeline, context: RunContext, out_dir: Path) -> None:
+    """Build the QC report of a run that wrote its summary, unless ``output.report`` is off.
+
+    The results are complete before this starts, so a report that cannot be built is a warning
+    (with the command that rebuilds it), never a failed run.
+    """
+    if not resolved.pipeline.output.report or not (out_dir / "metrics.json").exists():
+        return
+    from medfeat.report import build_report
+
+    progress = context.progress
+    try:
+        index = build_report(out_dir, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - the run's results stand without their report
+        progress.warn(
+            f"the QC report could not be built ({type(exc).__name__}: {exc}); the results are "
+            f"complete. Rebuild it with: medfeat report {out_dir}"
+        )
+        return
+    progress.log(f"QC report: {index}")
+
+
 def run_pipeline(
     resolved: ResolvedPipeline,
     registry: Registry,
@@ -146,7 +186,7 @@ def _run_training(
     if rank == 0:  # rank 0 checks (and may refuse) the folder; the others only need it to exist
         check_collisions(out_dir, [], inputs)
         folder.refuse_earlier_run(overwrite=pipeline.output.overwrite, resume=False)
-    with folder:
+    with folder, run_log(context, out_dir) if rank == 0 else contextlib.nullcontext():
         if rank == 0 and pipeline.output.overwrite:
             folder.remove_earlier_run()
         context.out_dir = out_dir
@@ -170,4 +210,5 @@ def _run_training(
         if rank == 0:  # under torchrun, one copy of the summary (every rank computed the same run)
             atomic_write_json(out_dir / "metrics.json", summary)
             atomic_write_json(out_dir / "provenance.json", record)
+            write_report(resolved, context, out_dir)
     return summary
