@@ -105,7 +105,8 @@ def test_overwrite_leaves_no_old_case_folder(toy_plugin, cohort, tmp_path):
     pairs.write_text("\n".join(pairs.read_text().splitlines()[:2]) + "\n")  # only c0 now
     assert _run(yaml, out, "output.overwrite=true") == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "c0", "cohort.json", "metrics.json", "notes.txt", "provenance.json"
+        "c0", "cohort.json", "medfeat.log", "metrics.json", "notes.txt", "provenance.json",
+        "report",
     ]  # fmt: skip
 
 

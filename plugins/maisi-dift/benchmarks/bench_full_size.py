@@ -7,7 +7,16 @@ Stages (each in its own process, so peak RSS is per stage):
   T00 landmarks into T50 (global search over every voxel of T50, and over the finest level).
 * ``synthetic``: a synthetic CT pair of ``--size``^3 (256^3 -> latent 64^3), 375 random queries.
 
+Image-voxel matching is timed with the exact native-cell scores and with the old interpolation
+of every channel (``--image-search``), in a 20 mm box and (``--global-image-candidates``) over
+every voxel of B; with both, the table counts the matches on which they agree.
+
     python plugins/maisi-dift/benchmarks/bench_full_size.py --out out/meddift-bench --max-minutes 40
+
+Correctness smoke run of the script (tiny networks, seconds; its numbers mean nothing):
+
+    python plugins/maisi-dift/benchmarks/bench_full_size.py --out /tmp/smoke --stages synthetic \
+        --size 64 --architecture tiny --global-image-candidates
 
 Writes ``results.json`` and ``results.md`` under ``--out``.
 """
@@ -32,24 +41,34 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _backbone(device: str, intensity: str, splits: int):
+def _backbone(args, intensity: str):
     from medfeat_maisi_dift.backbone import make_maisi_dift
     from medfeat_maisi_dift.config import MaisiDiftConfig
 
     from medfeat.api import RunContext
 
-    cfg = MaisiDiftConfig(random_weights=True, intensity=intensity, autoencoder_num_splits=splits)
-    return make_maisi_dift(cfg, RunContext(device=device, seed=0))  # warns: random weights
+    cfg = MaisiDiftConfig(
+        random_weights=True,
+        intensity=intensity,
+        architecture=args.architecture,
+        encoder=args.encoder,
+        autoencoder_num_splits=args.splits,
+        encoder_slab_mib=args.slab_mib,
+        unet_attention=args.attention,
+    )
+    return make_maisi_dift(cfg, RunContext(device=args.device, seed=0))  # warns: random weights
 
 
-def _match(fa, fb, queries, candidates: str, box_mm: float | None = None) -> float:
+def _match(fa, fb, queries, candidates: str, box_mm: float | None = None, scoring=None):
+    """(seconds, matched positions) of one matcher configuration."""
     from medfeat_maisi_dift.config import MedDiftMatcherConfig
     from medfeat_maisi_dift.matcher import MedDiftMatcher
 
-    cfg = MedDiftMatcherConfig(candidates=candidates, box_half_size_mm=box_mm)
+    extra = {"image_scoring": scoring} if scoring else {}
+    cfg = MedDiftMatcherConfig(candidates=candidates, box_half_size_mm=box_mm, **extra)
     start = time.perf_counter()
-    MedDiftMatcher(cfg).match(fa, fb, queries)
-    return time.perf_counter() - start
+    m = MedDiftMatcher(cfg).match(fa, fb, queries)
+    return time.perf_counter() - start, m.points.points
 
 
 def _report(out: dict) -> None:
@@ -59,14 +78,26 @@ def _report(out: dict) -> None:
 
 
 def _matching(out: dict, fa, fb, queries, args) -> None:
+    """Time the searches; with ``--image-search both`` also how many matches the two agree on."""
+    import numpy as np
+
     out["num_queries"] = len(queries)
-    out["match_finest-level_s"] = _match(fa, fb, queries, "finest-level")
+    out["match_finest-level_s"] = _match(fa, fb, queries, "finest-level")[0]
     _report(out)
-    out["match_image_box20_s"] = _match(fa, fb, queries, "image", 20.0)
-    _report(out)
-    if args.global_image_candidates:
-        out["match_image_s"] = _match(fa, fb, queries, "image")
-        _report(out)
+    searches = ["native-cells", "interpolated-descriptors"]
+    if args.image_search != "both":
+        searches = [args.image_search]
+    scopes = [("box20", 20.0)] + ([("global", None)] if args.global_image_candidates else [])
+    for scope, box in scopes:
+        found = {}
+        for scoring in searches:
+            key = f"match_image_{scope}_{scoring}_s"
+            out[key], found[scoring] = _match(fa, fb, queries, "image", box, scoring)
+            _report(out)
+        if len(found) == 2:
+            a, b = found.values()
+            out[f"match_image_{scope}_same_matches"] = int(np.sum(np.all(np.abs(a - b) < 1e-6, 1)))
+            _report(out)
 
 
 def stage_lung4dct(args) -> dict:
@@ -76,7 +107,7 @@ def stage_lung4dct(args) -> dict:
         Lung4DCTDataset(Lung4DCTConfig(root=args.root, cases=[args.case])).registration_cases()
     )
     t0 = time.perf_counter()
-    bb = _backbone(args.device, "unit", args.splits)  # the lung4dct volumes are already in [0, 1]
+    bb = _backbone(args, "unit")  # the lung4dct volumes are already in [0, 1]
     out = {"build_s": time.perf_counter() - t0, "image_shape": list(case.fixed.grid.shape)}
     t0 = time.perf_counter()
     fa = bb.extract(case.fixed)
@@ -108,7 +139,7 @@ def stage_synthetic(args) -> dict:
     del vol
     pts = grid.array_index_to_world(np.random.default_rng(0).uniform(20, n - 20, (375, 3)))
     t0 = time.perf_counter()
-    bb = _backbone(args.device, "hu", args.splits)
+    bb = _backbone(args, "hu")
     out = {"build_s": time.perf_counter() - t0, "image_shape": [n, n, n]}
     t0 = time.perf_counter()
     fa = bb.extract(a)
@@ -124,10 +155,21 @@ def stage_synthetic(args) -> dict:
 
 
 def markdown(results: dict) -> str:
+    cols = [
+        ("extract A s", "extract_fixed_s"),
+        ("extract B s", "extract_moving_s"),
+        ("match, finest-level s", "match_finest-level_s"),
+        ("20 mm box, native cells s", "match_image_box20_native-cells_s"),
+        ("20 mm box, interpolated s", "match_image_box20_interpolated-descriptors_s"),
+        ("20 mm box, same matches", "match_image_box20_same_matches"),
+        ("all voxels, native cells s", "match_image_global_native-cells_s"),
+        ("all voxels, interpolated s", "match_image_global_interpolated-descriptors_s"),
+        ("all voxels, same matches", "match_image_global_same_matches"),
+        ("peak RSS GiB", "peak_rss_gib"),
+    ]
     rows = [
-        "| stage | image (k,j,i) | extract A s | extract B s | match, finest-level s "
-        "| match, image voxels in 20 mm box s | match, all image voxels s | peak RSS GiB | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stage | image (k,j,i) | " + " | ".join(c for c, _ in cols) + " | note |",
+        "|---|---|" + "---|" * len(cols) + "---|",
     ]
 
     def f(v):
@@ -135,14 +177,12 @@ def markdown(results: dict) -> str:
 
     for name, r in results["stages"].items():
         if "image_shape" not in r:
-            rows.append(f"| {name} | | | | | | | | {r.get('error', r.get('note', ''))} |")
+            blanks = " | " * len(cols)
+            rows.append(f"| {name} | {blanks}{r.get('error', r.get('note', ''))} |")
             continue
-        rows.append(
-            f"| {name} | {'x'.join(map(str, r['image_shape']))} | {f(r.get('extract_fixed_s', '-'))} "
-            f"| {f(r.get('extract_moving_s', '-'))} | {f(r.get('match_finest-level_s', '-'))} "
-            f"| {f(r.get('match_image_box20_s', '-'))} | {f(r.get('match_image_s', '-'))} "
-            f"| {f(r.get('peak_rss_gib'))} | {r.get('note', '')} |"
-        )
+        cells = " | ".join(f(r.get(k, "-")) for _, k in cols)
+        shape = "x".join(map(str, r["image_shape"]))
+        rows.append(f"| {name} | {shape} | {cells} | {r.get('note', '')} |")
     return "\n".join(rows) + "\n"
 
 
@@ -153,7 +193,22 @@ def main() -> int:
     p.add_argument("--case", default="case_002")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--splits", type=int, default=4, help="autoencoder_num_splits")
+    p.add_argument("--splits", type=int, default=4, help="autoencoder_num_splits (--encoder monai)")
+    p.add_argument("--encoder", choices=["streaming", "monai"], default="streaming")
+    p.add_argument("--slab-mib", type=int, default=256, help="encoder_slab_mib (streaming)")
+    p.add_argument("--attention", choices=["fused", "explicit"], default="fused")
+    p.add_argument(
+        "--architecture",
+        choices=["v1", "tiny"],
+        default="v1",
+        help="tiny: a correctness smoke run of the script only (never a figure)",
+    )
+    p.add_argument(
+        "--image-search",
+        choices=["native-cells", "interpolated-descriptors", "both"],
+        default="both",
+        help="image-voxel scoring to time; 'both' also counts the matches they agree on",
+    )
     p.add_argument("--stages", nargs="+", default=["lung4dct", "synthetic"])
     p.add_argument(
         "--global-image-candidates",

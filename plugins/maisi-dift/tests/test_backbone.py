@@ -34,7 +34,7 @@ def test_features_equal_independent_monai_computation(tiny_config):
 
     x = ((torch.from_numpy(hu).clamp(-1000, 1000) + 1000) / 2000)[None, None]
     x = F.interpolate(x, size=(32, 32, 32), mode="trilinear", align_corners=False)
-    gen = torch.Generator().manual_seed(7)
+    gen = torch.Generator().manual_seed(42)  # the reference's noise seed, not the weights' seed
     captured = {}
     hooks = [
         bb.unet.up_blocks[i].register_forward_hook(
@@ -54,7 +54,8 @@ def test_features_equal_independent_monai_computation(tiny_config):
             torch.tensor([30]),
             top_region_index_tensor=thorax,
             bottom_region_index_tensor=thorax,
-            spacing_tensor=torch.tensor([[150.0, 120.0, 200.0]]),
+            # the spacing in float16 (1.2 mm -> 1.2001953125 mm), then x 100
+            spacing_tensor=torch.tensor([[150.0, 120.01953125, 200.0]]),
         )
     for h in hooks:
         h.remove()
@@ -117,20 +118,128 @@ def test_options_change_what_they_should(tiny_config, ct_image):
         torch.testing.assert_close(lv.data.norm(dim=0), torch.ones(lv.data.shape[1:]))
 
 
-@pytest.mark.parametrize("mode, expected", [("original", (2.0, 1.2, 1.5)), ("resized", None)])
-def test_spacing_input(tiny_config, ct_image, mode, expected):
-    bb = MaisiDiftBackbone(tiny_config(spacing_input=mode, levels=[0]), seed=0)
+def permuted_image(spacing=(0.7871, 1.2, 2.5)) -> Image:
+    """File axes i, j, k along world S, P, L: RAS reorientation permutes the axes (x <- k, z <- i)."""
+    rng = np.random.default_rng(2)
+    direction = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    grid = Grid.from_shape(
+        (30, 36, 40), spacing=spacing, origin=(3.0, -4.0, 5.0), direction=direction
+    )
+    return Image(rng.random((30, 36, 40)).astype(np.float32), grid)
+
+
+def seen_spacing(tiny_config, image: Image, **options) -> torch.Tensor:
+    bb = MaisiDiftBackbone(tiny_config(levels=[0], **options), seed=0)
     seen = []
     bb.unet.spacing_layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
-    bb.extract(ct_image)
-    # the RAS array of an identity-direction LPS image keeps the axis order (x flipped): spacing x,y,z
-    if expected is None:  # resized: each axis stretched to 32 voxels over the same box
-        expected = tuple(
-            s * n / 32 for s, n in zip(ct_image.grid.spacing, ct_image.grid.size_ijk, strict=True)
-        )
-    else:
-        expected = ct_image.grid.spacing
-    torch.testing.assert_close(seen[0], torch.tensor([expected], dtype=torch.float32) * 100)
+    bb.extract(image)
+    return seen[0]
+
+
+def test_reorientation_of_the_permuted_image_permutes_the_axes(tiny_backbone):
+    from medfeat_maisi_dift.preprocess import ras_axis_of_file_axes, reorient_to_ras
+
+    image = permuted_image()
+    assert ras_axis_of_file_axes(image.grid) == (2, 1, 0)
+    arr, ras_grid = reorient_to_ras(image)
+    assert arr.shape == (30, 36, 40)  # (x, y, z) <- (k, j, i) sizes
+    np.testing.assert_allclose(ras_grid.spacing, (2.5, 1.2, 0.7871))
+
+
+# expected conditioning from the documented maths: float16(spacing mm) x 100, file axis order;
+# float16(0.7871) = 0.787109375 and float16(1.2) = 1.2001953125 exactly, 2.5 is exact
+FILE_ORDER = [78.7109375, 120.01953125, 250.0]
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({}, FILE_ORDER),  # reference: the file's own axis order, float16
+        ({"spacing_axis_order": "ras"}, FILE_ORDER[::-1]),  # departure: the network's axes
+        ({"spacing_float16": False}, [78.71, 120.0, 250.0]),  # departure: float32
+    ],
+)
+def test_spacing_conditioning_of_an_axis_permuted_file(tiny_config, options, expected):
+    got = seen_spacing(tiny_config, permuted_image(), **options)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, torch.tensor([expected]), rtol=0, atol=1e-5)
+
+
+def test_resized_spacing_in_file_order(tiny_config):
+    image = permuted_image()
+    got = seen_spacing(tiny_config, image, spacing_input="resized")
+    # each file axis (sizes i, j, k = 40, 36, 30) is stretched to 32 voxels over the same box
+    mm = [s * n / 32 for s, n in zip(image.grid.spacing, image.grid.size_ijk, strict=True)]
+    expected = torch.tensor([mm], dtype=torch.float16).float() * 100
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(got, seen_spacing(tiny_config, image))
+
+
+# ------------------------------------------------------------------------------------- noise
+RANDN = torch.randn  # the real one, for the expected streams
+
+
+@pytest.fixture
+def draws(monkeypatch):
+    """Every tensor drawn by ``torch.randn`` during the test, in order."""
+    record: list[torch.Tensor] = []
+    real = torch.randn
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        record.append(out.clone())
+        return out
+
+    monkeypatch.setattr(torch, "randn", spy)
+    return record
+
+
+def reference_stream(shapes, seed=42) -> list[torch.Tensor]:
+    """What one generator seeded ``seed`` gives for ``shapes`` drawn in that order."""
+    gen = torch.Generator().manual_seed(seed)
+    return [RANDN(s, generator=gen) for s in shapes]
+
+
+def pair_images(ct_image) -> tuple[Image, Image]:
+    """A and B of different sizes (latents 8x8x8 and 16x8x8 in MONAI x, y, z)."""
+    g = ct_image.grid
+    big = np.concatenate([ct_image.numpy(), ct_image.numpy()], axis=2)  # i: 40 -> 80 -> 64
+    return ct_image, Image(big, Grid(big.shape, g.spacing, g.origin, g.direction))
+
+
+def test_pair_stream_draws_what_one_generator_seeded_42_draws(tiny_config, ct_image, draws):
+    a, b = pair_images(ct_image)
+    bb = MaisiDiftBackbone(tiny_config(levels=[3]), seed=0)
+    bb.extract(a)
+    bb.extract(b)
+    shapes = [tuple(t.shape) for t in draws]
+    # A's posterior and diffusion noise, then B's
+    assert shapes == [(1, 4, 8, 8, 8)] * 2 + [(1, 4, 16, 8, 8)] * 2
+    for got, want in zip(draws, reference_stream(shapes), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    bb.extract(a)  # a third extraction starts the next pair: the stream restarts
+    torch.testing.assert_close(draws[4], reference_stream(shapes[:1])[0], rtol=0, atol=0)
+
+
+def test_extract_pair_restarts_the_stream(tiny_config, ct_image):
+    a, b = pair_images(ct_image)
+    bb = MaisiDiftBackbone(tiny_config(levels=[3]), seed=0)
+    bb.extract(b)  # an unpaired extraction before the pair does not shift its noise
+    fa, fb = bb.extract_pair(a, b)
+    fresh = MaisiDiftBackbone(tiny_config(levels=[3]), seed=0)
+    torch.testing.assert_close(fa.levels[0].data, fresh.extract(a).levels[0].data)
+    torch.testing.assert_close(fb.levels[0].data, fresh.extract(b).levels[0].data)
+
+
+def test_per_image_noise_restarts_for_every_image(tiny_config, ct_image, draws):
+    a, b = pair_images(ct_image)
+    bb = MaisiDiftBackbone(tiny_config(levels=[3], noise="per-image", noise_seed=5), seed=0)
+    bb.extract(a)
+    bb.extract(b)
+    shapes = [tuple(t.shape) for t in draws]
+    want = reference_stream(shapes[:2], seed=5) + reference_stream(shapes[2:], seed=5)
+    for got, w in zip(draws, want, strict=True):
+        torch.testing.assert_close(got, w, rtol=0, atol=0)
 
 
 def test_bad_input_is_a_clear_error(tiny_backbone):
@@ -154,3 +263,18 @@ def test_factory_records_random_weights_in_the_run_context(tiny_config, ct_image
     torch.testing.assert_close(
         backbone.extract(ct_image).levels[0].data, same.extract(ct_image).levels[0].data
     )
+
+
+def test_memory_refusal_names_the_settings(tiny_config, ct_image, monkeypatch):
+    import medfeat.resources as resources
+    from medfeat.errors import ResourceError
+
+    streaming = MaisiDiftBackbone(tiny_config(architecture="v1", size_multiple_vox=128), seed=0)
+    monai = MaisiDiftBackbone(
+        tiny_config(architecture="v1", size_multiple_vox=128, encoder="monai"), seed=0
+    )
+    assert monai.estimate_memory_bytes(ct_image) > streaming.estimate_memory_bytes(ct_image)
+    monkeypatch.setattr(resources, "available_bytes", lambda device: 2**30)
+    with pytest.raises(ResourceError) as err:
+        resources.check_fits(streaming, "Feature extraction", "cpu", ct_image)
+    assert "encoder_slab_mib" in err.value.remedy and "encoder: streaming" in err.value.remedy

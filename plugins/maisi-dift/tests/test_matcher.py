@@ -109,7 +109,7 @@ def test_mind_features_with_the_meddift_matcher(tmp_path):
         tmp_path,
         "kind: correspondence\nrequires: [medfeat-maisi-dift]\n"
         + PHANTOM
-        + "backbone: {name: mind-ssc, radius_vox: 1, dilation_vox: 2}\n"
+        + "backbone: {name: mind-ssc, radius_mm: 4.0, dilation_mm: 8.0}\n"
         "matcher: {name: meddift-matcher, box_half_size_mm: 12.0}\n",
     )
     assert metrics["tre_mm_after"]["mean"] < metrics["tre_mm_before"]["mean"]

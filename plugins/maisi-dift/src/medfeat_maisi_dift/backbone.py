@@ -15,7 +15,11 @@ class MaisiDiftBackbone:
     space, so consumers interpolate at any world point and map back to the native voxel grid.
     """
 
-    memory_remedy = "Raise autoencoder_num_splits, use fewer levels, or crop the image to the region of interest."
+    memory_remedy = (
+        "Use encoder: streaming (if you set encoder: monai) and lower encoder_slab_mib (smaller "
+        "slabs: less memory, a little slower), or crop the image to the region of interest; "
+        "with the defaults a 256^3 volume needs about 10 GiB."
+    )
 
     def __init__(self, config: MaisiDiftConfig, device: str = "cpu", seed: int = 0) -> None:
         from medfeat_maisi_dift.networks import SPECS, build_autoencoder, build_unet
@@ -23,11 +27,12 @@ class MaisiDiftBackbone:
         self.config, self.device, self.seed = config, torch.device(device), seed
         ae_spec, unet_spec = SPECS[config.architecture]
         self.ae_spec, self.unet_spec = ae_spec, unet_spec
-        cuda = self.device.type == "cuda"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # reproducible random weights; checkpoints overwrite them
             self.autoencoder = build_autoencoder(ae_spec, num_splits=config.autoencoder_num_splits)
-            self.unet = build_unet(unet_spec, use_flash_attention=cuda and _has_flash())
+            self.unet = build_unet(unet_spec)
+        if config.unet_attention == "fused":
+            use_fused_attention(self.unet)
         if config.random_weights:  # the factory notes it in the run's RunContext
             self.scale_factor = config.random_scale_factor
         else:
@@ -37,12 +42,18 @@ class MaisiDiftBackbone:
             self.scale_factor = load_unet_weights(self.unet, config.unet_checkpoint)
         self.autoencoder.to(self.device)
         self.unet.to(self.device)
+        self.noise_seed = seed if config.noise_seed is None else config.noise_seed
+        self._stream: torch.Generator | None = None
+        self._extractions = 0
 
     def estimate_memory_bytes(self, image: Image) -> int:
         """Peak bytes: weights plus the autoencoder's full-resolution activations (float32).
 
-        Calibrated on a 128^3 v1 run (4.2 GiB peak RSS with 4 splits, about 1.5 GiB of it
-        libraries); activations scale with the resized volume and shrink with more splits.
+        ``n`` voxels of the resized volume, ``c`` channels at full resolution (64): the streaming
+        encoder holds two activations (``2 * 4 * n * c``) plus one slab; MONAI's forward holds
+        four with splits (measured: 128^3 and 96^3 extrapolate to 17 GiB at 256^3) and about
+        eight without. Libraries add about 1.5 GiB, the U-Net's activations well under 1 GiB up
+        to 256^3 with fused attention.
         """
         from medfeat_maisi_dift.preprocess import round_half_even_multiple
 
@@ -53,8 +64,43 @@ class MaisiDiftBackbone:
         weights = 4 * sum(
             p.numel() for mod in (self.autoencoder, self.unet) for p in mod.parameters()
         )
-        splits = self.config.autoencoder_num_splits
-        return int(weights + 4 * n * self.ae_spec.num_channels[0] * (1.5 + 8 / splits))
+        full = 4 * n * self.ae_spec.num_channels[0]
+        if self.config.encoder == "streaming":
+            act = 2 * full + 4 * self.config.encoder_slab_mib * 2**20
+        else:
+            act = full * (4 if self.config.autoencoder_num_splits > 1 else 8)
+        libraries = 2**29  # torch, MONAI and friends (measured 0.54 GiB before any network)
+        return int(weights + act + n * 4 * 4 + libraries)
+
+    def next_generator(self) -> torch.Generator:
+        """The noise generator of the next extraction (see the ``noise`` option)."""
+        if self.config.noise == "per-image":
+            return torch.Generator().manual_seed(self.noise_seed)
+        if self._extractions % 2 == 0 or self._stream is None:
+            self._stream = torch.Generator().manual_seed(self.noise_seed)
+        self._extractions += 1
+        return self._stream
+
+    def reset_noise(self) -> None:
+        """Start a new pair: the next extraction is image A of the reference's stream."""
+        self._stream, self._extractions = None, 0
+
+    def extract_pair(self, image_a: Image, image_b: Image) -> tuple[FeatureMap, FeatureMap]:
+        """Features of A then B, with the reference's noise for that pair (noise 'pair-stream')."""
+        self.reset_noise()
+        return self.extract(image_a), self.extract(image_b)
+
+    def spacing_tensor(self, image: Image, ras_grid, resized_grid) -> torch.Tensor:
+        """The U-Net's spacing input ``[1, 3]`` (mm x 100) as the options say."""
+        from medfeat_maisi_dift.preprocess import ras_axis_of_file_axes, spacing_condition
+
+        c = self.config
+        ras = (ras_grid if c.spacing_input == "original" else resized_grid).spacing
+        if c.spacing_axis_order == "file":
+            spacing = tuple(ras[a] for a in ras_axis_of_file_axes(image.grid))
+        else:
+            spacing = tuple(ras)
+        return spacing_condition(spacing, float16=c.spacing_float16)
 
     def extract(self, image: Image) -> FeatureMap:
         from medfeat_maisi_dift.diffusion import encode_latent, region_tensor, up_block_features
@@ -76,18 +122,28 @@ class MaisiDiftBackbone:
             size_multiple_vox=c.size_multiple_vox,
             device=self.device,
         )
-        spacing_grid = ras_grid if c.spacing_input == "original" else net_in.grid
-        spacing = torch.tensor([list(spacing_grid.spacing)], dtype=torch.float32) * 100.0
-        gen = torch.Generator().manual_seed(self.seed)
+        spacing = self.spacing_tensor(image, ras_grid, net_in.grid)
+        gen = self.next_generator()
+        encode = None
+        if c.encoder == "streaming":
+            from medfeat_maisi_dift.encoder_slabs import encode_streaming
+
+            slab = c.encoder_slab_mib * 2**20
+
+            def encode(x: torch.Tensor):
+                return encode_streaming(self.autoencoder, x, slab_bytes=slab)
+
         with torch.inference_mode(), self._autocast():
+            x, net_in.tensor = net_in.tensor, None  # the encoder owns the only reference
             z0 = encode_latent(
                 self.autoencoder,
-                net_in.tensor,
+                x,
                 scale_factor=self.scale_factor,
                 posterior=c.posterior,
                 generator=gen,
+                encode=encode,
             )
-            del net_in.tensor
+            del x
             feats = up_block_features(
                 self.unet,
                 z0,
@@ -99,6 +155,7 @@ class MaisiDiftBackbone:
                 num_draws=c.num_noise_draws,
                 generator=gen,
             )
+            del z0
         levels = []
         for lvl in c.levels:
             data = feats.pop(lvl)
@@ -106,6 +163,7 @@ class MaisiDiftBackbone:
                 data = data / data.norm(dim=0, keepdim=True).clamp_min(1e-12)
             grid = level_grid(net_in.grid, tuple(data.shape[1:]))
             levels.append(FeatureLevel(to_numpy_order(data), grid, f"up_block{lvl}"))
+            del data
         return FeatureMap(levels, source=image)
 
     def _autocast(self):
@@ -116,12 +174,20 @@ class MaisiDiftBackbone:
         return contextlib.nullcontext()
 
 
-def _has_flash() -> bool:
-    """Whether PyTorch's flash scaled-dot-product attention kernel is available (CUDA only)."""
-    try:
-        return bool(torch.backends.cuda.is_flash_attention_available())
-    except AttributeError:
-        return False
+def use_fused_attention(unet: torch.nn.Module) -> int:
+    """Switch MONAI's attention blocks to ``F.scaled_dot_product_attention`` (any device).
+
+    MONAI only allows its ``use_flash_attention`` flag with CUDA at construction; the fused
+    kernel also exists on CPU, never materialises the ``tokens x tokens`` matrix (about 1 GiB at
+    the 1/16 level of a 256^3 input) and gives the same result up to rounding. Returns the
+    number of attention blocks switched.
+    """
+    from monai.networks.blocks.selfattention import SABlock
+
+    blocks = [m for m in unet.modules() if isinstance(m, SABlock)]
+    for m in blocks:
+        m.use_flash_attention = True
+    return len(blocks)
 
 
 def make_maisi_dift(config: MaisiDiftConfig, context) -> MaisiDiftBackbone:

@@ -53,7 +53,7 @@ def _load_strict(module: torch.nn.Module, state_dict: dict, what: str, path: str
 
 def load_autoencoder_weights(module: torch.nn.Module, path: str | Path) -> None:
     """Load the official autoencoder file (a plain state dict) strictly into ``module``."""
-    obj = read_checkpoint(path, what="MAISI v1 autoencoder", remedy=WEIGHTS_SOURCE)
+    obj = read_checkpoint(path, what="MAISI v1 autoencoder", remedy=WEIGHTS_SOURCE, plain=True)
     if isinstance(obj, dict) and all(k in obj for k in UNET_FILE_KEYS):
         raise CheckpointError(
             f"The autoencoder checkpoint {str(path)!r} is a diffusion U-Net file "
@@ -72,7 +72,7 @@ def load_autoencoder_weights(module: torch.nn.Module, path: str | Path) -> None:
 
 def load_unet_weights(module: torch.nn.Module, path: str | Path) -> float:
     """Load the official U-Net file strictly into ``module``; return its ``scale_factor``."""
-    obj = read_checkpoint(path, what="MAISI v1 diffusion U-Net", remedy=WEIGHTS_SOURCE)
+    obj = read_checkpoint(path, what="MAISI v1 diffusion U-Net", remedy=WEIGHTS_SOURCE, plain=True)
     if isinstance(obj, dict) and _looks_like_autoencoder(obj):
         raise CheckpointError(
             f"The diffusion U-Net checkpoint {str(path)!r} is an autoencoder state dict "

@@ -60,6 +60,29 @@ class MaisiDiftConfig(ConfigModel):
         description="Spacing given to the U-Net: the file's (reference) or the resized volume's "
         "(departure).",
     )
+    spacing_axis_order: Literal["file", "ras"] = Field(
+        "file",
+        description="Axis order of the spacing given to the U-Net: the file's own axes, as "
+        "SimpleITK's GetSpacing() (reference, even when RAS reorientation permutes the axes), or "
+        "the reoriented RAS axes the network sees (departure).",
+    )
+    spacing_float16: bool = Field(
+        True,
+        description="Round the spacing (mm) to float16 before x100, as the reference builds that "
+        "tensor (0.7871 mm -> 0.787109375 mm); false = float32 (departure).",
+    )
+    noise: Literal["pair-stream", "per-image"] = Field(
+        "pair-stream",
+        description="'pair-stream' (reference): one generator seeded noise_seed for each pair; "
+        "image A's posterior and diffusion noise are drawn first, then B's (odd extractions "
+        "start the stream, even ones continue it). 'per-image' (departure): every image starts "
+        "from noise_seed, so its features do not depend on extraction order.",
+    )
+    noise_seed: int | None = Field(
+        42,
+        ge=0,
+        description="Seed of the noise generator (reference: 42); None = the run's seed.",
+    )
     top_region: Region = Field(
         "thorax", description="Body region of the volume's top (conditioning, one-hot x 100)."
     )
@@ -79,11 +102,29 @@ class MaisiDiftConfig(ConfigModel):
     normalise_levels: bool = Field(
         False, description="L2-normalise each level along channels at its native resolution."
     )
+    encoder: Literal["streaming", "monai"] = Field(
+        "streaming",
+        description="'streaming': the autoencoder's encoder run layer by layer in slabs of "
+        "encoder_slab_mib, keeping at most two full-resolution activations (same result up to "
+        "float rounding); 'monai': MONAI's own forward with autoencoder_num_splits.",
+    )
+    encoder_slab_mib: int = Field(
+        256,
+        ge=8,
+        description="Size (MiB) of one slab of the streaming encoder: smaller = less memory, "
+        "slightly slower.",
+    )
     autoencoder_num_splits: int = Field(
         4,
         ge=1,
-        description="Convolve the autoencoder in this many slabs (count): less memory, same result up "
-        "to float rounding (a 256^3 volume needs about 16 GiB with 4, 41 GiB with 1).",
+        description="encoder 'monai' only: MONAI's convolution in this many slabs (count); same "
+        "result up to float rounding.",
+    )
+    unet_attention: Literal["fused", "explicit"] = Field(
+        "fused",
+        description="U-Net attention: 'fused' = PyTorch's scaled_dot_product_attention on any "
+        "device (never builds the tokens x tokens matrix; same result up to rounding); "
+        "'explicit' = MONAI's explicit attention matrix (about 1 GiB more at 256^3 on CPU).",
     )
     autocast: bool = Field(True, description="float16 autocast on CUDA (CPU always float32).")
 
@@ -93,7 +134,10 @@ class MaisiDiftConfig(ConfigModel):
             self.levels
         ):
             raise ValueError(f"levels must be distinct values in 0..3, got {self.levels}")
-        if (self.size_multiple_vox // 4) // self.autoencoder_num_splits < 3:
+        if (
+            self.encoder == "monai"
+            and (self.size_multiple_vox // 4) // self.autoencoder_num_splits < 3
+        ):
             raise ValueError(
                 f"autoencoder_num_splits {self.autoencoder_num_splits} cuts the autoencoder's "
                 f"coarsest level ({self.size_multiple_vox // 4} voxels per axis) into slabs "
@@ -127,8 +171,18 @@ class MedDiftMatcherConfig(ConfigModel):
         description="MedDIFT-Box: half-size (mm; one value or one per world axis x, y, z) of the "
         "box around the query that holds the candidates; None = global search.",
     )
+    image_scoring: Literal["native-cells", "interpolated-descriptors"] = Field(
+        "native-cells",
+        description="candidates 'image': how the score at an image voxel is computed (both exact). "
+        "'native-cells': from the levels' native cells (the query's dot products interpolated, "
+        "the norm as a quadratic form in the 8 surrounding cells); 'interpolated-descriptors': "
+        "every channel interpolated at every candidate (slow; kept for comparison).",
+    )
     chunk_candidates: int = Field(
-        16384, ge=64, description="Candidate voxels scored at once (count; bounds memory)."
+        16384,
+        ge=64,
+        description="Candidate voxels scored at once (count; bounds memory) by the "
+        "'interpolated-descriptors' and 'finest-level' searches.",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -53,9 +53,14 @@ def encode_latent(
     scale_factor: float,
     posterior: str = "sample",
     generator: torch.Generator | None = None,
+    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
-    """``z0 = scale_factor * (mu + sigma * eps)`` (reference) or ``scale_factor * mu`` (``posterior='mean'``)."""
-    mu, sigma = autoencoder.encode(x)
+    """``z0 = scale_factor * (mu + sigma * eps)`` (reference) or ``scale_factor * mu`` (``posterior='mean'``).
+
+    ``encode`` replaces ``autoencoder.encode`` (e.g. the slab-wise encoder); ``eps`` is drawn on
+    the CPU from ``generator`` (the reference's global CPU stream) and moved to the device.
+    """
+    mu, sigma = (encode or autoencoder.encode)(x)
     if posterior == "mean":
         return mu * scale_factor
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)

@@ -1,9 +1,10 @@
 """``meddift-matcher``: MedDIFT / MedDIFT-Box correspondence on any multi-level features.
 
-It is the engine's memory-bounded matcher (:func:`medfeat.engine.matcher.match_points`: per-level
-trilinear descriptors at query points, candidate chunks, running argmax) with the reference's
-candidate set: every voxel of B's *image* grid, as the reference's argmax over the upsampled
-volume, without ever upsampling the 960-channel features.
+The candidates are every voxel of B's *image* grid, as the reference's argmax over the upsampled
+volume, without ever upsampling the 960-channel features. By default the scores come exactly
+from the levels' native cells (:mod:`medfeat_maisi_dift.voxel_search`); otherwise, and for levels
+not axis-aligned with B's image, the engine's memory-bounded matcher
+(:func:`medfeat.engine.matcher.match_points`) interpolates every channel at every candidate.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ class MedDiftMatcher:
         c = sum(int(lv.data.shape[0]) for lv in features_a.levels)
         cmax = max(int(lv.data.shape[0]) for lv in features_a.levels)
         k = self.config.chunk_candidates
-        copies = 4 * c * sum(lv.grid.num_voxels for lv in features_b.levels)  # channels-last copies
+        cells = sum(lv.grid.num_voxels for lv in features_b.levels)
+        copies = 4 * c * cells  # channels-last (or edge-padded) copies of B's levels
+        if self.config.candidates == "image" and self.config.image_scoring == "native-cells":
+            from medfeat_maisi_dift.voxel_search import SLAB_VOXELS
+
+            # 27 quadratic-form maps (float64) per cell, 14 products while building them, the
+            # per-slab float64 contractions and (box search) B's inverse norms per level
+            src = features_b.source
+            inverse = 4 * len(features_b.levels) * (src.grid.num_voxels if src is not None else 0)
+            return copies + 8 * (27 + 14) * cells + 8 * 24 * SLAB_VOXELS + inverse + 4 * n * c
         return copies + 4 * (n * c + k * c + 8 * k * cmax + 2 * n * k) + n * k
 
     def match(self, features_a: FeatureMap, features_b: FeatureMap, queries: PointSet) -> Matches:
@@ -61,6 +71,10 @@ class MedDiftMatcher:
                 remedy="Use candidates: finest-level, or a backbone that keeps the source.",
             )
         grid = features_b.source.grid
+        if self.config.image_scoring == "native-cells":
+            found = self._match_native_cells(la, lb, grid, queries)
+            if found is not None:
+                return found
         feats_a.append(torch.zeros((1, 1, 1, 1)))
         aff_a.append(aff_a[-1])
         n_levels = len(feats_b)
@@ -92,14 +106,64 @@ class MedDiftMatcher:
                     pos[i], scores[i] = p[0], sc[0]
         return Matches(PointSet(pos, meta={"name": "matches in B"}), scores)
 
+    def _match_native_cells(self, la, lb, grid: Grid, queries: PointSet) -> Matches | None:
+        """Exact image-voxel search from the native cells; None if a level is not axis-aligned."""
+        from medfeat_maisi_dift.voxel_search import ExactVoxelScorer, describe_points
+
+        scorer = ExactVoxelScorer([(lv.data, lv.grid.array_index_to_world_matrix()) for lv in lb])
+        maps = scorer.maps_for(grid)
+        if maps is None:
+            return None
+        pts = np.asarray(queries.points, dtype=np.float64).reshape(-1, 3)
+        desc = [describe_points(lv.data, lv.grid.array_index_to_world_matrix(), pts) for lv in la]
+        pos = np.full(pts.shape, np.nan)
+        scores = np.full(len(pts), -np.inf)
+        half = self.config.box_half_size_mm
+        if half is None:
+            idx, best = scorer.best(desc, grid, maps)
+            pos[:] = _world_of(grid, idx.numpy())
+            return _matches(pos, best.numpy())
+        half_v = np.broadcast_to(np.asarray(half, dtype=np.float64), (3,))
+        inverse = scorer.inverse_norm_maps(grid, maps)  # once for B; each box crops it
+        for i, q in enumerate(pts):
+            bounds = box_bounds(grid, q, half)
+            if bounds is None:
+                continue
+            cand = sub_grid(grid, *bounds)
+            crop = tuple(slice(a, b + 1) for a, b in zip(*bounds, strict=True))
+            world = _world_of(cand, np.arange(cand.num_voxels))
+            allowed = torch.from_numpy(np.all(np.abs(world - q) <= half_v, axis=1))
+            idx, best = scorer.best(
+                [d[i : i + 1] for d in desc],
+                cand,
+                scorer.maps_for(cand),
+                allowed.view(cand.shape),
+                [inv[crop] for inv in inverse],
+            )
+            if int(idx[0]) >= 0 and np.isfinite(float(best[0])):
+                pos[i], scores[i] = _world_of(cand, idx.numpy())[0], float(best[0])
+        return _matches(pos, scores)
+
+
+def _world_of(grid: Grid, flat: np.ndarray) -> np.ndarray:
+    """World positions (mm) of flat array indices of ``grid``."""
+    return grid.array_index_to_world(np.stack(np.unravel_index(flat, grid.shape), 1).astype(float))
+
+
+def _matches(pos: np.ndarray, scores: np.ndarray) -> Matches:
+    return Matches(PointSet(pos, meta={"name": "matches in B"}), scores)
+
 
 def _channels_last(data: torch.Tensor) -> torch.Tensor:
     """The same ``[C, d, h, w]`` values, stored channels-last (a view of a contiguous copy)."""
     return data.float().permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
 
 
-def box_grid(grid: Grid, centre_mm: np.ndarray, half_mm: float | list[float]) -> Grid | None:
-    """The sub-grid of ``grid`` holding every voxel within the axis-aligned world box, or None."""
+def box_bounds(
+    grid: Grid, centre_mm: np.ndarray, half_mm: float | list[float]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inclusive array-index bounds ``(lo, hi)`` of the voxels of ``grid`` that may lie within
+    the axis-aligned world box, or None when it misses the grid."""
     half = np.broadcast_to(np.asarray(half_mm, dtype=np.float64), (3,))
     signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * 3, indexing="ij")).reshape(3, -1).T
     idx = grid.world_to_array_index(centre_mm[None] + signs * half)
@@ -107,8 +171,19 @@ def box_grid(grid: Grid, centre_mm: np.ndarray, half_mm: float | list[float]) ->
     hi = np.minimum(np.ceil(idx.max(0) + 1e-6), np.asarray(grid.shape) - 1).astype(int)
     if np.any(hi < lo):
         return None
+    return lo, hi
+
+
+def sub_grid(grid: Grid, lo: np.ndarray, hi: np.ndarray) -> Grid:
+    """The voxels ``lo..hi`` (inclusive array indices) of ``grid`` as a grid."""
     origin = grid.array_index_to_world(lo.astype(np.float64)[None])[0]
-    return Grid(tuple(hi - lo + 1), grid.spacing, tuple(origin), grid.direction)
+    return Grid(tuple(int(v) for v in hi - lo + 1), grid.spacing, tuple(origin), grid.direction)
+
+
+def box_grid(grid: Grid, centre_mm: np.ndarray, half_mm: float | list[float]) -> Grid | None:
+    """The sub-grid of ``grid`` holding every voxel within the axis-aligned world box, or None."""
+    bounds = box_bounds(grid, centre_mm, half_mm)
+    return None if bounds is None else sub_grid(grid, *bounds)
 
 
 def make_meddift_matcher(config: MedDiftMatcherConfig, context) -> MedDiftMatcher:

@@ -52,6 +52,25 @@ def reorient_to_ras(image: Image) -> tuple[np.ndarray, Grid]:
     return out, grid_from_index_affine(index_to_lps @ new_to_old, out.shape)
 
 
+def ras_axis_of_file_axes(grid: Grid) -> tuple[int, ...]:
+    """For each file axis (ITK i, j, k), the axis (x, y, z) of the RAS-reoriented array it becomes."""
+    from nibabel.orientations import io_orientation
+
+    ornt = io_orientation(LPS_TO_RAS @ grid.index_to_world_matrix())
+    return tuple(int(a) for a in ornt[:, 0])
+
+
+def spacing_condition(spacing_mm: tuple[float, ...], *, float16: bool = True) -> torch.Tensor:
+    """The U-Net's ``spacing_tensor`` ``[1, 3]``: spacing (mm) x 100, float32.
+
+    With ``float16`` the spacing is first rounded to float16, as the reference builds it
+    (0.7871 mm -> 0.787109375 mm); the x100 is then applied in float32.
+    """
+    t = torch.tensor([list(spacing_mm)], dtype=torch.float64)
+    t = t.to(torch.float16 if float16 else torch.float32).to(torch.float32)
+    return t * 100.0
+
+
 def round_half_even_multiple(d: int, multiple: int = 128) -> int:
     """``max(round(d / multiple), 1) * multiple`` with Python's round (half to even), as the reference."""
     return max(round(d / multiple), 1) * multiple
