@@ -110,7 +110,7 @@ def run_case(case: int, params: ConvexAdamConfig, fp: FeatureParams, spacing_mm:
         feat_fix = features(fixed, fp)
         feat_mov = features(moving, fp)
     mask = lung_mask(fixed, fp.mask_threshold, fp.mask_dilation_vox) if fp.use_mask else None
-    disp, _ = convex_adam(feat_fix, feat_mov, params, mask_fixed=mask)
+    disp, _ = convex_adam(feat_fix, feat_mov, params, mask_fixed=mask, spacing_mm=spacing_mm)
     seconds = time.perf_counter() - t0
     pts = torch.from_numpy(lm_fix).float()
     u = sample_points(disp, pts).double().numpy()

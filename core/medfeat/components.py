@@ -123,7 +123,11 @@ class Aligner(Protocol):
 
 @runtime_checkable
 class DeformableOptimiser(Protocol):
-    """Finds a displacement field aligning ``moving`` to ``fixed`` (warped = moving(x + u(x)))."""
+    """Finds a displacement field aligning ``moving`` to ``fixed`` (warped = moving(x + u(x))).
+
+    In a registration pipeline both images (and masks) are on one isotropic working grid in the
+    fixed image's frame, the moving one already through the pre-alignment. ``moving_mask`` is
+    passed only to optimisers whose ``register`` accepts it."""
 
     def register(
         self,
@@ -135,6 +139,7 @@ class DeformableOptimiser(Protocol):
         similarity: Similarity | None = None,
         regulariser: Regulariser | None = None,
         fixed_mask: Image | None = None,
+        moving_mask: Image | None = None,
     ) -> RegistrationResult: ...
 
 
@@ -194,6 +199,7 @@ class RegistrationCase:
     fixed_labels: Image | None = None
     moving_labels: Image | None = None
     fixed_mask: Image | None = None
+    moving_mask: Image | None = None
     inputs: list[Path] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 

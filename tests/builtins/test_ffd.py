@@ -14,12 +14,12 @@ from medfeat.geometry import Image
 FAST = dict(
     control_point_spacing_mm=[80.0, 40.0],
     shrink_factors=[2, 1],
-    smoothing_sigmas_vox=[1.0, 0.0],
+    smoothing_sigmas_mm=[5.0, 0.0],
     iterations_per_level=[20, 15],
     metric_samples=1000,
     affine_iterations=30,
     affine_shrink_factors=[2],
-    affine_smoothing_sigmas_vox=[1.0],
+    affine_smoothing_sigmas_mm=[5.0],
     compute_inverse=False,
     threads=1,
 )
@@ -110,7 +110,7 @@ def test_example_style_config_resolves():
         """\
         control_point_spacing_mm: [40.0, 20.0, 10.0]
         shrink_factors: [4, 2, 1]
-        smoothing_sigmas_vox: [2.0, 1.0, 0.0]
+        smoothing_sigmas_mm: [2.0, 1.0, 0.0]
         iterations_per_level: [100, 50, 25]
         """
     )
@@ -133,11 +133,11 @@ def test_example_style_config_resolves():
         ),
         (
             "affine_shrink_factors: [4, 2, 1]\n",
-            r"affine_shrink_factors has 3 level\(s\) but affine_smoothing_sigmas_vox has 2",
+            r"affine_shrink_factors has 3 level\(s\) but affine_smoothing_sigmas_mm has 2",
         ),
         (
             "control_point_spacing_mm: [20.0, 0.0]\nshrink_factors: [2, 1]\n"
-            "smoothing_sigmas_vox: [1, 0]\niterations_per_level: [5, 5]\n",
+            "smoothing_sigmas_mm: [1, 0]\niterations_per_level: [5, 5]\n",
             r"must be positive",
         ),
         ("iterations: 30\n", r"unknown option 'iterations'"),
@@ -241,7 +241,7 @@ def test_sitk_ffd_reduces_phantom_tre(pair, build):
         control_point_spacing_mm=[80.0, 40.0],
         iterations_per_level=[20, 15],
         shrink_factors=[2, 1],
-        smoothing_sigmas_vox=[1.0, 0.0],
+        smoothing_sigmas_mm=[5.0, 0.0],
         metric_samples=1000,
         compute_inverse=False,
     )

@@ -30,9 +30,16 @@ def test_convex_adam_recovers_a_world_translation_on_a_flipped_grid(build):
     shift = np.array([3.0, -6.0, 4.5])  # world mm, fixed -> moving
     fixed = blob_image(grid, centres)
     moving = blob_image(grid, centres + shift)
-    backbone = build("backbone", "mind-ssc", radius_vox=1)
+    backbone = build("backbone", "mind-ssc", radius_mm=3, dilation_mm=6)
     opt = build(
-        "optimiser", "convex-adam", grid_spacing_vox=2, search_radius_vox=3, adam_iterations=40
+        "optimiser",
+        "convex-adam",
+        grid_spacing_mm=6,
+        search_radius_mm=18,
+        io_spacing_mm=6,
+        io_control_spacing_mm=12,
+        adam_lr_mm=6,
+        adam_iterations=40,
     )
     res = opt.register(fixed, moving, backbone.extract(fixed), backbone.extract(moving))
     interior = res.forward.numpy()[:, 8:-8, 8:-8, 8:-8].reshape(3, -1).mean(1)

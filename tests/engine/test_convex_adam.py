@@ -12,6 +12,8 @@ from medfeat.engine.convex_adam import (
 from medfeat.engine.mind import mind_ssc
 from medfeat.engine.warp import compose, jacobian_determinant_vox, warp
 
+MM = 2.0  # feature spacing of these tests: the defaults are the original voxel defaults at 2 mm
+
 
 def test_candidates_cover_the_cube():
     c = displacement_candidates(2)
@@ -61,8 +63,8 @@ def test_recovers_constant_translation_of_blob_phantom(blob_phantom):
     u = torch.tensor(shift).view(1, 3, 1, 1, 1).expand(1, 3, 32, 32, 32)
     fixed = warp(moving, u)
     params = ConvexAdamConfig(
-        grid_spacing_vox=4,
-        search_radius_vox=2,
+        grid_spacing_mm=8,
+        search_radius_mm=16,
         adam_iterations=30,
         io_max_points=0,
         compute_inverse=True,
@@ -73,6 +75,7 @@ def test_recovers_constant_translation_of_blob_phantom(blob_phantom):
         mind_ssc(moving, 1, 1),
         params,
         progress=lambda step, frac: calls.append((step, frac)),
+        spacing_mm=MM,
     )
     assert fwd.shape == (1, 3, 32, 32, 32)
     inner = fwd[:, :, 8:-8, 8:-8, 8:-8]
@@ -91,13 +94,13 @@ def test_coarse_only_and_shape_validation(blob_phantom):
     img = blob_phantom((24, 24, 24))
     feat = mind_ssc(img, 1, 1)
     params = ConvexAdamConfig(
-        grid_spacing_vox=4, search_radius_vox=1, adam_iterations=0, compute_inverse=False
+        grid_spacing_mm=8, search_radius_mm=8, adam_iterations=0, compute_inverse=False
     )
-    fwd, bwd = convex_adam(feat, feat, params)
+    fwd, bwd = convex_adam(feat, feat, params, spacing_mm=MM)
     assert bwd is None
     assert fwd.abs().max() < 1e-5
     try:
-        convex_adam(feat, feat[..., :-1], params)
+        convex_adam(feat, feat[..., :-1], params, spacing_mm=MM)
     except ValueError:
         pass
     else:  # pragma: no cover
@@ -113,9 +116,10 @@ def test_inverse_at_half_resolution_still_inverts_a_smooth_field():
     base = torch.randn(1, 12, *shape)
     base = torch.nn.functional.avg_pool3d(base, 5, stride=1, padding=2)
     moving = torch.roll(base, shifts=(1, -2, 1), dims=(2, 3, 4))
-    params = dict(grid_spacing_vox=2, search_radius_vox=2, adam_iterations=20, compute_inverse=True)
-    fwd, bwd_full = convex_adam(base, moving, ConvexAdamConfig(**params))
-    _, bwd_half = convex_adam(base, moving, ConvexAdamConfig(**params, inverse_resolution_factor=2))
+    params = dict(grid_spacing_mm=4, search_radius_mm=8, adam_iterations=20, compute_inverse=True)
+    fwd, bwd_full = convex_adam(base, moving, ConvexAdamConfig(**params), spacing_mm=MM)
+    half = ConvexAdamConfig(**params, inverse_spacing_mm=2 * MM)
+    _, bwd_half = convex_adam(base, moving, half, spacing_mm=MM)
     assert bwd_half.shape == fwd.shape
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(4, -4))
     # composition fwd o bwd ~ identity, and both inverses agree to a fraction of a voxel
@@ -128,15 +132,15 @@ def test_seed_picks_the_random_voxel_subsets_of_the_adam_steps(blob_phantom):
     moving = blob_phantom((16, 16, 16))
     fixed = torch.roll(moving, shifts=(1, 0, -1), dims=(2, 3, 4))
     config = ConvexAdamConfig(
-        grid_spacing_vox=4,
-        search_radius_vox=1,
+        grid_spacing_mm=8,
+        search_radius_mm=8,
         io_max_points=64,
         adam_iterations=5,
         compute_inverse=False,
     )
-    first, _ = convex_adam(fixed, moving, config, seed=0)
-    again, _ = convex_adam(fixed, moving, config, seed=0)
-    other, _ = convex_adam(fixed, moving, config, seed=1)
+    first, _ = convex_adam(fixed, moving, config, seed=0, spacing_mm=MM)
+    again, _ = convex_adam(fixed, moving, config, seed=0, spacing_mm=MM)
+    other, _ = convex_adam(fixed, moving, config, seed=1, spacing_mm=MM)
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
 
@@ -150,4 +154,47 @@ def test_the_yaml_options_of_convex_adam_are_the_engine_config():
     config = ConvexAdamConfig.model_validate({"coupling_schedule": [0.1, 1]})
     assert config.coupling_schedule == (0.1, 1.0)
     with pytest.raises(pydantic.ValidationError):
-        ConvexAdamConfig(grid_spacing_vox=0)
+        ConvexAdamConfig(grid_spacing_mm=0)
+
+
+def test_lengths_in_mm_become_whole_voxels_of_the_feature_grid():
+    from medfeat.engine.convex_adam_config import voxel_plan
+
+    lung = ConvexAdamConfig(
+        io_spacing_mm=2, io_control_spacing_mm=8, adam_lr_mm=2, inverse_spacing_mm=4
+    )
+    plan = voxel_plan(lung, 2.0)
+    assert (plan.grid, plan.radius, plan.io, plan.io_control) == (6, 4, 1, 4)
+    assert (plan.smoothing_kernel, plan.lr, plan.inverse) == (3, 1.0, 2)
+    # the same lengths on a 1 mm grid: twice the voxels, the same millimetres
+    fine = voxel_plan(lung, 1.0)
+    assert (fine.grid, fine.radius, fine.io, fine.io_control, fine.inverse) == (12, 4, 2, 4, 4)
+    assert fine.describe()["search_radius_mm"] == plan.describe()["search_radius_mm"] == 48.0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"grid_spacing_mm": 1000},
+        {"grid_spacing_vox": 6},
+        {"coupling_schedule": []},
+        {"coupling_schedule": [0.1, -1.0]},
+        {"smoothness_weight": float("inf")},
+        {"adam_lr_mm": 1e308},
+        {"adam_iterations": True},
+    ],
+)
+def test_absurd_or_voxel_options_are_refused_when_read(options):
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError):
+        ConvexAdamConfig.model_validate(options)
+
+
+def test_a_coarse_grid_larger_than_the_image_is_a_clear_error(blob_phantom):
+    from medfeat.errors import ConfigError
+
+    feat = mind_ssc(blob_phantom((16, 16, 16)), 1, 1)
+    config = ConvexAdamConfig(grid_spacing_mm=90, search_radius_mm=90)
+    with pytest.raises(ConfigError, match="grid_spacing_mm = 90 mm leaves fewer than 2 voxels"):
+        convex_adam(feat, feat, config, spacing_mm=MM)

@@ -53,3 +53,33 @@ def test_gaussian_smooth_preserves_constant_and_mean():
     sm = gaussian_smooth(noise, 1.5)
     assert sm.std() < noise.std()
     assert abs(sm.mean() - noise.mean()) < 0.02
+
+
+def _naive_mind_per_axis(img, radius, dilation):
+    """The published algorithm with one radius and one dilation per axis (D, H, W)."""
+    shape = img.shape[2:]
+    pads = (dilation[2], dilation[2], dilation[1], dilation[1], dilation[0], dilation[0])
+    p = F.pad(img, pads, mode="replicate")
+
+    def sh(o):
+        k, j, i = (d + c * d for c, d in zip(o, dilation, strict=True))
+        return p[:, :, k : k + shape[0], j : j + shape[1], i : i + shape[2]]
+
+    ssd = torch.cat([(sh(a) - sh(b)) ** 2 for a, b in ssc_offsets()], 1)
+    rp = (radius[2], radius[2], radius[1], radius[1], radius[0], radius[0])
+    ssd = F.avg_pool3d(F.pad(ssd, rp, mode="replicate"), [2 * r + 1 for r in radius], stride=1)
+    m = ssd - ssd.min(1, keepdim=True)[0]
+    v = m.mean(1, keepdim=True)
+    mv = v.mean()
+    return torch.exp(-m / v.clamp(mv * 0.001, mv * 1000))
+
+
+def test_radius_and_dilation_per_axis_match_the_naive_descriptor():
+    img = torch.rand(1, 1, 22, 20, 24)
+    radius, dilation = (1, 2, 1), (2, 1, 3)
+    out = mind_ssc(img, radius=radius, dilation=dilation)
+    ref = _naive_mind_per_axis(img, radius, dilation)
+    b = 6
+    assert torch.allclose(out[:, :, b:-b, b:-b, b:-b], ref[:, :, b:-b, b:-b, b:-b], atol=1e-4)
+    # one value for every axis is the same as that value repeated
+    assert torch.equal(mind_ssc(img, 2, 2), mind_ssc(img, (2, 2, 2), (2, 2, 2)))

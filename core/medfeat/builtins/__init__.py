@@ -7,7 +7,16 @@ numerical code when a component is actually built.
 from __future__ import annotations
 
 from medfeat import hookimpl
-from medfeat.builtins import adam, backbones, datasets, ffd, losses, optimisers, transforms
+from medfeat.builtins import (
+    adam,
+    aligners,
+    backbones,
+    datasets,
+    ffd,
+    losses,
+    optimisers,
+    transforms,
+)
 
 
 @hookimpl
@@ -23,6 +32,12 @@ def medfeat_register_datasets(register):
         datasets.make_csv_pairs,
         config=datasets.CsvPairsConfig,
         summary="Registration pairs listed in a CSV file (one row per pair).",
+    )
+    register(
+        "learn2reg",
+        datasets.make_learn2reg,
+        config=datasets.Learn2RegConfig,
+        summary="A Learn2Reg task from its *_dataset.json: pairs of a split, masks, keypoints, label maps.",
     )
     register(
         "lung4dct",
@@ -132,6 +147,23 @@ def medfeat_register_regularisers(register):
         losses.make_regulariser("bending_energy"),
         config=losses.WeightConfig,
         summary="Mean squared second derivatives of the displacement (mm).",
+    )
+
+
+@hookimpl
+def medfeat_register_aligners(register):
+    register(
+        "centroids",
+        aligners.make_centroids,
+        config=aligners.CentroidsConfig,
+        summary="Translation matching the centres of the body masks, intensities, masks or grids.",
+    )
+    register(
+        "affine",
+        aligners.make_affine,
+        config=aligners.AffineConfig,
+        summary="Rigid or affine fit by mutual information or correlation (SimpleITK), "
+        "from the alignment so far.",
     )
 
 

@@ -64,13 +64,30 @@ def make_intensity(config: IntensityConfig, context) -> IntensityBackbone:
 
 
 class MindConfig(BaseModel):
+    """Options of MIND-SSC; lengths in mm, turned into whole voxels along each image axis."""
+
     model_config = ConfigDict(extra="forbid")
-    radius_vox: int = Field(2, ge=1, description="Patch radius of the self-similarity distances.")
-    dilation_vox: int = Field(
-        2, ge=1, description="Distance between the six-neighbourhood samples."
+    radius_mm: float = Field(
+        4.0,
+        gt=0,
+        le=20,
+        allow_inf_nan=False,
+        description="Patch radius of the self-similarity distances (mm; at least one voxel).",
     )
-    smoothing_sigma_vox: float = Field(
-        0.0, ge=0, description="Gaussian pre-smoothing of the image."
+    dilation_mm: float = Field(
+        4.0,
+        gt=0,
+        le=20,
+        allow_inf_nan=False,
+        description="Distance of the six-neighbourhood samples from the centre (mm; at least one "
+        "voxel).",
+    )
+    smoothing_sigma_mm: float = Field(
+        0.0,
+        ge=0,
+        le=20,
+        allow_inf_nan=False,
+        description="Gaussian pre-smoothing of the image (standard deviation, mm; 0 = none).",
     )
     normalise: Literal["none", "minmax", "zscore", "window", "percentile"] = Field(
         "none", description="Intensity mapping before the descriptors, as in `intensity`."
@@ -79,27 +96,35 @@ class MindConfig(BaseModel):
         -1000.0, description="Lower bound for `window` (image units, e.g. HU)."
     )
     window_max: float = Field(1000.0, description="Upper bound for `window` (image units).")
-    context_pooling_vox: list[int] = Field(
+    context_pooling_mm: list[float] = Field(
         [],
-        description="Extra coarser levels: the descriptors average-pooled by each factor (e.g. "
-        "[3, 6]), each on its own grid. Adds context for point matching; registration fuses them.",
+        description="Extra coarser levels: the descriptors average-pooled to each spacing (mm, "
+        "e.g. [6, 12]; a whole number of voxels per axis), each on its own grid. Adds context "
+        "for point matching; registration fuses them.",
     )
 
-    @field_validator("context_pooling_vox")
+    @field_validator("context_pooling_mm")
     @classmethod
-    def _factors_above_one(cls, v: list[int]) -> list[int]:
-        if any(f < 2 for f in v):
-            raise ValueError("pooling factors must be integers >= 2")
+    def _positive_lengths(cls, v: list[float]) -> list[float]:
+        if any(not (0 < f <= 200) for f in v):
+            raise ValueError("pooling spacings must be lengths in mm between 0 and 200")
         return v
 
 
-def pooled_level(level: FeatureLevel, factor: int, name: str) -> FeatureLevel:
-    """``level`` average-pooled by ``factor`` (floor), on the grid whose voxels are the pooled
-    blocks: spacing times ``factor``, first block corner on the first voxel corner."""
+def voxels_along_axes(length_mm: float, grid) -> tuple[int, ...]:
+    """``length_mm`` as whole voxels (at least one) along each array axis (k, j, i) of ``grid``."""
+    return tuple(max(1, int(round(length_mm / s))) for s in grid.spacing_array_order)
+
+
+def pooled_level(level: FeatureLevel, factor: int | tuple[int, ...], name: str) -> FeatureLevel:
+    """``level`` average-pooled by ``factor`` voxels (one, or one per array axis; floor), on the
+    grid whose voxels are the pooled blocks: spacing times ``factor``, first block corner on the
+    first voxel corner."""
     import torch.nn.functional as F
 
-    data = F.avg_pool3d(level.data[None], factor, stride=factor)[0]
-    spacing = tuple(s * factor for s in level.grid.spacing)
+    factors = (factor,) * 3 if isinstance(factor, int) else tuple(factor)
+    data = F.avg_pool3d(level.data[None], factors, stride=factors)[0]
+    spacing = tuple(s * f for s, f in zip(level.grid.spacing, factors[::-1], strict=True))
     return FeatureLevel(
         data, level.grid.with_shape_and_spacing(tuple(data.shape[1:]), spacing), name
     )
@@ -125,13 +150,18 @@ class MindBackbone:
             normalise=c.normalise, window_min=c.window_min, window_max=c.window_max
         )
         x = normalise_intensity(image.tensor(device=self.device), norm)[None, None]
+        grid = image.grid
         with torch.no_grad():
-            if c.smoothing_sigma_vox > 0:
-                x = gaussian_smooth(x, c.smoothing_sigma_vox)
-            feats = mind_ssc(x, radius=c.radius_vox, dilation=c.dilation_vox)[0]
-            levels = [FeatureLevel(feats, image.grid, "mind-ssc")]
-            for f in c.context_pooling_vox:
-                levels.append(pooled_level(levels[0], f, f"mind-ssc pooled x{f}"))
+            if c.smoothing_sigma_mm > 0:
+                sigmas = [c.smoothing_sigma_mm / s for s in grid.spacing_array_order]
+                x = gaussian_smooth(x, sigmas)
+            radius = voxels_along_axes(c.radius_mm, grid)
+            dilation = voxels_along_axes(c.dilation_mm, grid)
+            feats = mind_ssc(x, radius=radius, dilation=dilation)[0]
+            levels = [FeatureLevel(feats, grid, "mind-ssc")]
+            for f in c.context_pooling_mm:
+                factors = voxels_along_axes(f, grid)
+                levels.append(pooled_level(levels[0], factors, f"mind-ssc pooled to {f:g} mm"))
         return FeatureMap(levels, source=image)
 
     def estimate_memory_bytes(self, image: Image) -> int:

@@ -46,8 +46,8 @@ class FFDConfig(BaseModel):
     shrink_factors: list[int] = Field(
         [2, 1], description="Image downsampling factor per B-spline level (voxels)."
     )
-    smoothing_sigmas_vox: list[float] = Field(
-        [1.0, 0.0], description="Gaussian smoothing per B-spline level, in voxels."
+    smoothing_sigmas_mm: list[float] = Field(
+        [2.0, 0.0], description="Gaussian smoothing per B-spline level (standard deviation, mm)."
     )
     iterations_per_level: list[int] = Field(
         [100, 60],
@@ -76,8 +76,8 @@ class FFDConfig(BaseModel):
     affine_shrink_factors: list[int] = Field(
         [4, 2], description="Image downsampling per affine level (voxels)."
     )
-    affine_smoothing_sigmas_vox: list[float] = Field(
-        [2.0, 1.0], description="Gaussian smoothing per affine level, in voxels."
+    affine_smoothing_sigmas_mm: list[float] = Field(
+        [4.0, 2.0], description="Gaussian smoothing per affine level (standard deviation, mm)."
     )
     compute_inverse: bool = Field(
         True, description="Also return the moving->fixed field (fixed-point inversion)."
@@ -92,7 +92,7 @@ class FFDConfig(BaseModel):
         n = len(self.control_point_spacing_mm)
         per_level = {
             "shrink_factors": self.shrink_factors,
-            "smoothing_sigmas_vox": self.smoothing_sigmas_vox,
+            "smoothing_sigmas_mm": self.smoothing_sigmas_mm,
             "iterations_per_level": self.iterations_per_level,
         }
         wrong = {k: len(v) for k, v in per_level.items() if len(v) != n}
@@ -100,16 +100,16 @@ class FFDConfig(BaseModel):
             got = ", ".join(f"{k} has {v}" for k, v in wrong.items())
             raise ValueError(
                 f"sitk-ffd needs one entry per B-spline level in shrink_factors, "
-                f"smoothing_sigmas_vox and iterations_per_level: control_point_spacing_mm has "
+                f"smoothing_sigmas_mm and iterations_per_level: control_point_spacing_mm has "
                 f"{n} level(s) but {got}"
             )
-        if len(self.affine_shrink_factors) != len(self.affine_smoothing_sigmas_vox):
+        if len(self.affine_shrink_factors) != len(self.affine_smoothing_sigmas_mm):
             raise ValueError(
                 f"sitk-ffd: affine_shrink_factors has {len(self.affine_shrink_factors)} level(s) "
-                f"but affine_smoothing_sigmas_vox has {len(self.affine_smoothing_sigmas_vox)}; "
+                f"but affine_smoothing_sigmas_mm has {len(self.affine_smoothing_sigmas_mm)}; "
                 "give one entry per affine level in both"
             )
-        for name in ("control_point_spacing_mm", "smoothing_sigmas_vox"):
+        for name in ("control_point_spacing_mm", "smoothing_sigmas_mm"):
             if any(
                 v < 0 or (name == "control_point_spacing_mm" and v == 0)
                 for v in getattr(self, name)
@@ -118,8 +118,8 @@ class FFDConfig(BaseModel):
         for name in ("shrink_factors", "iterations_per_level", "affine_shrink_factors"):
             if any(v < 1 for v in getattr(self, name)):
                 raise ValueError(f"sitk-ffd: every {name} entry must be at least 1")
-        if any(v < 0 for v in self.affine_smoothing_sigmas_vox):
-            raise ValueError("sitk-ffd: every affine_smoothing_sigmas_vox entry must be >= 0")
+        if any(v < 0 for v in self.affine_smoothing_sigmas_mm):
+            raise ValueError("sitk-ffd: every affine_smoothing_sigmas_mm entry must be >= 0")
         return self
 
 
@@ -188,7 +188,7 @@ class SitkFFD:
         r.SetInterpolator(sitk.sitkLinear)
         r.SetShrinkFactorsPerLevel(shrink)
         r.SetSmoothingSigmasPerLevel(sigmas)
-        r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+        r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
         return r
 
     def register(
@@ -250,7 +250,7 @@ class SitkFFD:
                 mask,
                 mask_voxels,
                 c.affine_shrink_factors,
-                c.affine_smoothing_sigmas_vox,
+                c.affine_smoothing_sigmas_mm,
                 size,
             )
             r.SetOptimizerAsRegularStepGradientDescent(
@@ -270,7 +270,7 @@ class SitkFFD:
         for spacing_mm, shrink, sigma, iterations in zip(
             c.control_point_spacing_mm,
             c.shrink_factors,
-            c.smoothing_sigmas_vox,
+            c.smoothing_sigmas_mm,
             c.iterations_per_level,
             strict=True,
         ):

@@ -15,16 +15,22 @@ __all__ = ["ConvexAdam", "ConvexAdamConfig", "FeatureMatcher", "MatcherConfig"]
 class ConvexAdam:
     """Coupled convex discrete search + Adam refinement on any dense features (ConvexAdam)."""
 
-    memory_remedy = "Increase grid_spacing_vox or io_resolution_factor, lower search_radius_vox, or use fewer feature channels (joint-pca)."
+    memory_remedy = (
+        "Increase grid_spacing_mm, io_spacing_mm or the pipeline's working_spacing_mm, lower "
+        "search_radius_mm, or use fewer feature channels (joint-pca)."
+    )
 
     def __init__(self, config: ConvexAdamConfig, context) -> None:
         self.config, self.context = config, context
 
     def estimate_memory_bytes(self, features_fixed: FeatureMap, features_moving: FeatureMap) -> int:
+        from medfeat.engine.convex_adam_config import voxel_plan
+
         level = features_fixed.levels[0]
         channels, voxels = int(level.data.shape[0]), level.grid.num_voxels
-        coarse = voxels / self.config.grid_spacing_vox**3
-        candidates = (2 * self.config.search_radius_vox + 1) ** 3
+        plan = voxel_plan(self.config, min(level.grid.spacing))
+        coarse = voxels / plan.grid**3
+        candidates = (2 * plan.radius + 1) ** 3
         return int(4 * (3 * channels * voxels + 2 * coarse * candidates + 12 * voxels))
 
     def register(
@@ -37,8 +43,10 @@ class ConvexAdam:
         similarity=None,
         regulariser=None,
         fixed_mask=None,
+        moving_mask=None,
     ) -> RegistrationResult:
         from medfeat.engine.convex_adam import convex_adam
+        from medfeat.engine.convex_adam_config import voxel_plan
         from medfeat.errors import ConfigError
         from medfeat.features import fuse_levels, resample_level
 
@@ -54,9 +62,9 @@ class ConvexAdam:
                 fuse_levels(features_moving, grid),
             )
         lf = features_fixed.levels[0]
-        lm = resample_level(
-            features_moving.levels[0], lf.grid
-        )  # moving features on the fixed feature grid
+        iso = isotropic_grid(lf.grid)  # the engine's lengths (mm) need equal voxel sides
+        lf = resample_level(lf, iso)
+        lm = resample_level(features_moving.levels[0], iso)  # moving features on that grid
         mask = None
         if fixed_mask is not None:
             from medfeat.components import FeatureLevel
@@ -72,6 +80,7 @@ class ConvexAdam:
             mask,
             progress,
             seed=self.context.seed,
+            spacing_mm=lf.grid.spacing[0],
         )
         forward = DisplacementField.from_array_voxels(fwd[0], lf.grid)
         inverse = (
@@ -84,7 +93,22 @@ class ConvexAdam:
         ):  # features coarser than the image: bring the field to the image grid
             forward = _field_on_grid(forward, fixed.grid)
             inverse = _field_on_grid(inverse, moving.grid) if inverse is not None else None
-        return RegistrationResult(forward, inverse, {"feature_channels": int(lf.data.shape[0])})
+        info = {"feature_channels": int(lf.data.shape[0])}
+        plan = voxel_plan(self.config, lf.grid.spacing[0])
+        info |= {f"effective_{k}": round(v, 4) for k, v in plan.describe().items()}
+        return RegistrationResult(forward, inverse, info)
+
+
+def isotropic_grid(grid, rtol: float = 1e-3):
+    """``grid`` if its voxels are cubes, else the same box sampled at its finest spacing."""
+    import numpy as np
+
+    spacing = np.asarray(grid.spacing)
+    if spacing.max() <= spacing.min() * (1 + rtol):
+        return grid
+    fine = float(spacing.min())
+    size = np.maximum(1, np.round(np.asarray(grid.size_ijk) * spacing / fine)).astype(int)
+    return grid.with_shape_and_spacing(tuple(int(n) for n in size[::-1]), (fine,) * grid.ndim)
 
 
 def _field_on_grid(field: DisplacementField, grid) -> DisplacementField:

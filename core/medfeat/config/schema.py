@@ -154,6 +154,24 @@ class RegistrationPipeline(PipelineBase):
     fixed_mask_threshold: float | None = Field(
         None, description="Intensity threshold of the automatic masks (default: Otsu)."
     )
+    moving_mask: Literal["from-data", "auto-lung", "auto-body", "none"] = Field(
+        "from-data",
+        description="Region of the moving image (pre-alignments and feature transforms use it): "
+        "the dataset's moving mask, one derived from the moving intensities, or none.",
+    )
+    moving_mask_threshold: float | None = Field(
+        None, description="Intensity threshold of the automatic moving masks (default: Otsu)."
+    )
+    working_spacing_mm: float | None = Field(
+        None,
+        gt=0,
+        le=50,
+        allow_inf_nan=False,
+        description="Isotropic spacing (mm) of the working grid: both images and their masks are "
+        "resampled onto the fixed image's box and direction at this spacing (the moving image "
+        "through the pre-alignment) before any feature is computed. Default: the geometric "
+        "mean of the fixed image's spacing (its own voxels when it is isotropic).",
+    )
 
 
 class CorrespondencePipeline(PipelineBase):

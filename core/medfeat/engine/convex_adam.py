@@ -5,8 +5,10 @@ learning for Learn2Reg 2021" (MICCAI 2021 workshops). This is a from-scratch, we
 CPU-friendly implementation working on any dense features (e.g. :func:`mind_ssc`).
 
 Conventions: tensors in ``(D, H, W)`` order, displacements ``[1, 3, D, H, W]`` in voxels with
-``(D, H, W)`` components, ``warped(x) = moving(x + u(x))``. Voxels are treated as isotropic
-(resample anisotropic images first).
+``(D, H, W)`` components, ``warped(x) = moving(x + u(x))``. The feature grid is isotropic with
+``spacing_mm`` (the registration pipeline resamples both images onto such a working grid); the
+options are lengths in mm, turned into whole voxels by
+:func:`~medfeat.engine.convex_adam_config.voxel_plan`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medfeat.engine.convex_adam_config import ConvexAdamConfig
+from medfeat.engine.convex_adam_config import ConvexAdamConfig, VoxelPlan, voxel_plan
 from medfeat.engine.regularisers import diffusion
 from medfeat.engine.warp import (
     identity_grid,
@@ -27,6 +29,7 @@ from medfeat.engine.warp import (
     trilinear_weights,
     warp,
 )
+from medfeat.errors import ConfigError
 
 __all__ = [
     "ConvexAdamConfig",
@@ -169,21 +172,22 @@ def _coarse_step(
     feat_fixed: Tensor,
     feat_moving: Tensor,
     config: ConvexAdamConfig,
+    plan: VoxelPlan,
     progress: Progress | None,
 ) -> Tensor:
     """Coarse field ``[1, 3, d, h, w]`` in coarse grid units."""
-    g = config.grid_spacing_vox
+    g = plan.grid
     fix_c = F.avg_pool3d(feat_fixed, g, stride=g)
     mov_c = F.avg_pool3d(feat_moving, g, stride=g)
-    cand = displacement_candidates(config.search_radius_vox, fix_c.dtype).to(fix_c.device)
+    cand = displacement_candidates(plan.radius, fix_c.dtype).to(fix_c.device)
     passes = config.cost_smoothing_passes
-    cost = ssd_cost_volume(fix_c, mov_c, config.search_radius_vox, passes)
+    cost = ssd_cost_volume(fix_c, mov_c, plan.radius, passes)
     _report(progress, "cost_volume", 0.5 if config.inverse_consistent else 1.0)
     fwd = coupled_convex(cost, cand, config.coupling_schedule, progress)
     del cost
     if not config.inverse_consistent:
         return fwd
-    cost = ssd_cost_volume(mov_c, fix_c, config.search_radius_vox, passes)
+    cost = ssd_cost_volume(mov_c, fix_c, plan.radius, passes)
     _report(progress, "cost_volume", 1.0)
     bwd = coupled_convex(cost, cand, config.coupling_schedule, progress)
     del cost
@@ -221,6 +225,7 @@ def _instance_optimisation(
     mask_io: Tensor | None,
     progress: Progress | None,
     *,
+    smoothing_kernel: int,
     grid_spacing: int,
     lr: float,
     iterations: int,
@@ -231,7 +236,7 @@ def _instance_optimisation(
 ) -> Tensor:
     """Adam refinement at io resolution.
 
-    The field is a control grid with spacing ``c = io_grid_spacing_vox`` (io voxels), smoothed
+    The field is a control grid with spacing ``c = grid_spacing`` (io voxels), smoothed
     every iteration and trilinearly interpolated; the SSD data term is evaluated at a random
     subset of at most ``max_points`` io voxels (inside ``mask_io`` when given), drawn afresh
     every iteration when ``resample`` else once, from a generator seeded with ``seed``.
@@ -264,7 +269,7 @@ def _instance_optimisation(
         n_pts = m
 
     def smoothed(p: Tensor) -> Tensor:
-        return smooth_field(p, config.field_smoothing_kernel_vox, config.field_smoothing_passes)
+        return smooth_field(p, smoothing_kernel, config.field_smoothing_passes)
 
     for it in range(iterations):
         param.grad = None
@@ -288,6 +293,25 @@ def _instance_optimisation(
         return resize_field(field / c, float(c), shape_io) if c > 1 else field
 
 
+def check_plan(plan: VoxelPlan, shape: tuple[int, ...]) -> None:
+    """Refuse lengths that leave too few voxels on a feature grid of ``shape`` (clear message)."""
+    s = plan.spacing_mm
+    extent = min(shape) * s
+    for option, unit in (
+        ("grid_spacing_mm", plan.grid),
+        ("io_spacing_mm", plan.io),
+        ("inverse_spacing_mm", plan.inverse),
+    ):
+        if min(shape) // unit < 2:
+            raise ConfigError(
+                f"convex-adam: {option} = {unit * s:g} mm leaves fewer than 2 voxels along the "
+                f"shortest axis of the {extent:g} mm feature grid ({'x'.join(map(str, shape))} "
+                f"voxels of {s:g} mm).",
+                remedy=f"Set {option} to at most {extent / 2:g} mm (a few times the working "
+                "spacing is usual).",
+            )
+
+
 def convex_adam(
     feat_fixed: Tensor,
     feat_moving: Tensor,
@@ -296,8 +320,10 @@ def convex_adam(
     progress: Progress | None = None,
     *,
     seed: int = 0,
+    spacing_mm: float = 1.0,
 ) -> tuple[Tensor, Tensor | None]:
-    """Register ``feat_moving`` to ``feat_fixed`` (both ``[1, C, D, H, W]`` on the same grid).
+    """Register ``feat_moving`` to ``feat_fixed`` (both ``[1, C, D, H, W]`` on the same isotropic
+    grid of ``spacing_mm``; the lengths of ``config`` are in mm).
 
     Returns ``(disp_fwd, disp_bwd)``: ``disp_fwd`` ``[1, 3, D, H, W]`` in voxels with
     ``warp(moving, disp_fwd) ~ fixed``; ``disp_bwd`` is its inverse (moving to fixed) when
@@ -315,11 +341,12 @@ def convex_adam(
     feat_fixed = feat_fixed.float()
     feat_moving = feat_moving.float()
     shape = tuple(feat_fixed.shape[-3:])
-    g = config.grid_spacing_vox
-    f = config.io_resolution_factor
+    plan = voxel_plan(config, spacing_mm)
+    check_plan(plan, shape)
+    g, f = plan.grid, plan.io
 
     with torch.no_grad():
-        coarse = _coarse_step(feat_fixed, feat_moving, config, progress)
+        coarse = _coarse_step(feat_fixed, feat_moving, config, plan, progress)
 
     if config.adam_iterations > 0:
         shape_io = tuple(n // f for n in shape)
@@ -339,8 +366,9 @@ def convex_adam(
                 config,
                 mask_io,
                 progress,
-                grid_spacing=config.io_grid_spacing_vox,
-                lr=config.adam_lr,
+                smoothing_kernel=plan.smoothing_kernel,
+                grid_spacing=plan.io_control,
+                lr=plan.lr,
                 iterations=config.adam_iterations,
                 max_points=config.io_max_points,
                 seed=seed,
@@ -358,8 +386,9 @@ def convex_adam(
                 config,
                 mask_fixed.float() if mask_fixed is not None else None,
                 progress,
-                grid_spacing=config.fine_grid_spacing_vox,
-                lr=config.fine_lr,
+                smoothing_kernel=plan.smoothing_kernel,
+                grid_spacing=plan.fine_control,
+                lr=plan.fine_lr,
                 iterations=config.fine_iterations,
                 max_points=config.fine_max_points,
                 seed=seed,
@@ -370,7 +399,7 @@ def convex_adam(
     bwd = None
     if config.compute_inverse:
         with torch.no_grad():
-            r = config.inverse_resolution_factor
+            r = plan.inverse
             low = F.avg_pool3d(disp, r, stride=r) / r if r > 1 else disp
             bwd = invert_fixed_point(low, config.inverse_iterations)
             bwd = resize_field(bwd, float(r), shape) if r > 1 else bwd

@@ -7,6 +7,7 @@ self-similarity context", MICCAI 2013.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,15 +47,25 @@ def _shifted(
     return padded[:, :, k : k + d, j : j + h, i : i + w]
 
 
-def _box(x: Tensor, radius: int) -> Tensor:
-    """Mean filter of size ``2 * radius + 1`` with replicate padding (separable, shifted sums)."""
-    if radius <= 0:
-        return x
-    size = 2 * radius + 1
-    for dim in (2, 3, 4):
+def _per_axis(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    """An int for every axis, or one per axis ``(D, H, W)``."""
+    values = (value,) * 3 if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(values) != 3:
+        raise ValueError(f"{name} needs one value or three (D, H, W), got {value!r}")
+    return values
+
+
+def _box(x: Tensor, radius: int | Sequence[int]) -> Tensor:
+    """Mean filter of size ``2 * radius + 1`` per axis (an int, or one per axis ``(D, H, W)``),
+    replicate padding (separable, shifted sums)."""
+    radii = _per_axis(radius, "radius")
+    for dim, r in zip((2, 3, 4), radii, strict=True):
+        if r <= 0:
+            continue
+        size = 2 * r + 1
         pad = [0] * 6
-        pad[2 * (4 - dim)] = radius
-        pad[2 * (4 - dim) + 1] = radius
+        pad[2 * (4 - dim)] = r
+        pad[2 * (4 - dim) + 1] = r
         padded = F.pad(x, pad, mode="replicate")
         n = x.shape[dim]
         acc = padded.narrow(dim, 0, n).clone()
@@ -64,17 +75,19 @@ def _box(x: Tensor, radius: int) -> Tensor:
     return x
 
 
-def gaussian_smooth(img: Tensor, sigma_vox: float) -> Tensor:
-    """Separable Gaussian smoothing of ``[B, C, D, H, W]`` with replicate padding."""
-    if sigma_vox <= 0:
-        return img
-    radius = max(1, int(round(3 * sigma_vox)))
-    x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype)
-    k = torch.exp(-0.5 * (x / sigma_vox) ** 2)
-    k = k / k.sum()
+def gaussian_smooth(img: Tensor, sigma_vox: float | Sequence[float]) -> Tensor:
+    """Separable Gaussian smoothing of ``[B, C, D, H, W]`` with replicate padding; ``sigma_vox``
+    is one width or one per axis ``(D, H, W)``, in voxels (0 = none along that axis)."""
+    sigmas = (sigma_vox,) * 3 if isinstance(sigma_vox, int | float) else tuple(sigma_vox)
     b, c = img.shape[:2]
     out = img.reshape(b * c, 1, *img.shape[2:])
-    for dim in range(3):
+    for dim, sigma in enumerate(sigmas):
+        if sigma <= 0:
+            continue
+        radius = max(1, int(round(3 * sigma)))
+        x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        k = k / k.sum()
         shape = [1, 1, 1, 1, 1]
         shape[2 + dim] = k.numel()
         pad = [0] * 6
@@ -84,9 +97,13 @@ def gaussian_smooth(img: Tensor, sigma_vox: float) -> Tensor:
     return out.reshape(img.shape)
 
 
-def mind_ssc(img: Tensor, radius: int = 2, dilation: int = 2) -> Tensor:
+def mind_ssc(
+    img: Tensor, radius: int | Sequence[int] = 2, dilation: int | Sequence[int] = 2
+) -> Tensor:
     """MIND-SSC descriptor of ``img`` ``[B, 1, D, H, W]``; returns ``[B, 12, D, H, W]`` in ``(0, 1]``.
 
+    ``radius`` and ``dilation`` are voxels, one value or one per axis ``(D, H, W)`` (so that an
+    anisotropic grid gets the same lengths in mm along every axis).
     For each of the 12 pairs of six-neighbours (at distance ``dilation`` voxels from the centre)
     the patch SSD between the two shifted copies is computed with a ``(2 * radius + 1)^3`` box
     filter, the per-voxel minimum is subtracted, the result is divided by the per-voxel mean over
@@ -100,6 +117,7 @@ def mind_ssc(img: Tensor, radius: int = 2, dilation: int = 2) -> Tensor:
     if img.dim() != 5 or img.shape[1] != 1:
         raise ValueError(f"expected [B, 1, D, H, W], got {tuple(img.shape)}")
     shape = tuple(img.shape[2:])
+    dil = _per_axis(dilation, "dilation")
     pairs = ssc_offsets()
     # canonical difference vectors (first non-zero component positive)
     canon: dict[tuple[int, int, int], Tensor] = {}
@@ -113,12 +131,12 @@ def mind_ssc(img: Tensor, radius: int = 2, dilation: int = 2) -> Tensor:
             v = tuple(-c for c in v)
             plan.append((v, a))  # (I(a + v) - I(a))^2 with a = b - v
         canon.setdefault(v, None)
-    pad = dilation
-    padded = F.pad(img, (pad,) * 6, mode="replicate")
+    pads = dil
+    padded = F.pad(img, (pads[2], pads[2], pads[1], pads[1], pads[0], pads[0]), mode="replicate")
     for v in canon:
         # D_v(y) = (I(y + v) - I(y))^2 on the padded domain restricted to the image + margin
-        sv = tuple(c * dilation for c in v)
-        d, h, w = (n + 2 * pad for n in shape)
+        sv = tuple(c * dl for c, dl in zip(v, dil, strict=True))
+        d, h, w = (n + 2 * p for n, p in zip(shape, pads, strict=True))
         lo = [max(0, -c) for c in sv]
         hi = [n - max(0, c) for n, c in zip((d, h, w), sv, strict=True)]
         base = padded[:, :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
@@ -139,7 +157,7 @@ def mind_ssc(img: Tensor, radius: int = 2, dilation: int = 2) -> Tensor:
         canon[v] = _box(dv, radius)
     chans = []
     for v, origin in plan:
-        k, j, i = (pad + o * dilation for o in origin)
+        k, j, i = (p + o * dl for p, o, dl in zip(pads, origin, dil, strict=True))
         chans.append(canon[v][:, :, k : k + shape[0], j : j + shape[1], i : i + shape[2]])
     ssd = torch.cat(chans, dim=1)
     del chans, canon, padded

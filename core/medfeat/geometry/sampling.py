@@ -21,8 +21,13 @@ def resample_tensor(
     target: Grid,
     mode: str = "linear",
     padding: str = "zeros",
+    world_affine=None,
 ) -> torch.Tensor:
     """``data`` on grid ``source``, sampled at every voxel centre of grid ``target``.
+
+    ``world_affine`` (a homogeneous world matrix, LPS mm) maps each target voxel's world point
+    ``x`` to the point ``A @ x`` looked up in ``source`` (e.g. a fixed->moving pre-alignment when
+    ``target`` is the fixed image's grid and ``source`` the moving image's); none = identity.
 
     ``data`` is ``[C, *source.shape]`` or ``[B, C, *source.shape]`` in numpy axis order; the result
     has the same leading dimensions and ``target.shape``. Both grids may have any spacing, origin
@@ -61,7 +66,14 @@ def resample_tensor(
     x = data if batched else data[None]
     if not x.is_floating_point():
         x = x.float()
-    m = torch.from_numpy(target.transform_matrix("array", "array", to=source))
+    import numpy as np
+
+    if world_affine is None:
+        m_np = target.transform_matrix("array", "array", to=source)
+    else:
+        a = np.asarray(world_affine, dtype=np.float64)
+        m_np = np.linalg.inv(source.to_world_matrix("array")) @ a @ target.to_world_matrix("array")
+    m = torch.from_numpy(m_np)
     axes = [torch.arange(s, dtype=torch.float64) for s in target.shape]
     index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
     index = (index @ m[:-1, :-1].T + m[:-1, -1]).to(x.device, x.dtype)

@@ -3,7 +3,7 @@
 Conventions
 -----------
 ``"itk"``
-    NIfTI vector image (SimpleITK, intent ``vector``), float64, components = world (x, y, z) in LPS mm,
+    NIfTI vector image (SimpleITK, intent ``vector``), float32, components = world (x, y, z) in LPS mm,
     on the field's grid, ``fixed_to_moving``: ``x -> x + u(x)``. This is what
     ``sitk.DisplacementFieldTransform`` (and ANTs/elastix) expects: read it with ``sitk.ReadImage`` and
     wrap it in a ``DisplacementFieldTransform``.
@@ -14,7 +14,12 @@ Conventions
     images share one grid; the affine written is the grid's (RAS, as NIfTI requires). 2D fields are
     ``(W, H, 2)``.
 
-The sidecar ``<name>.json`` next to ``<name>.nii.gz`` records convention, units, direction, space and grid.
+The sidecar ``<name>.json`` next to ``<name>.nii.gz`` records convention, units, direction, space and grid
+(and whatever the writer adds, e.g. whether the field includes a pre-alignment).
+
+Affine transforms (a registration's pre-alignment) are ITK ``.tfm`` files
+(:func:`write_affine_transform`): an ``AffineTransform_double_3_3`` that maps a point of the first
+space to the second (for ``prealignment_fixed_to_moving.tfm``: a fixed point to a moving point).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from medfeat.errors import InputFileError
 from medfeat.geometry import DisplacementField, Grid
 from medfeat.io.atomic import atomic_path, atomic_write_json, check_not_protected
 
-__all__ = ["read_displacement_field", "write_displacement_field", "sidecar_path"]
+__all__ = [
+    "read_affine_transform",
+    "read_displacement_field",
+    "sidecar_path",
+    "write_affine_transform",
+    "write_displacement_field",
+]
 
 CONVENTIONS = {
     "itk": {"units": "mm", "components": "world LPS (x, y, z)", "layout": "ITK vector image"},
@@ -67,8 +78,10 @@ def write_displacement_field(
     path: str | os.PathLike,
     convention: str = "itk",
     protect: set[Path] | None = None,
+    extra: dict | None = None,
 ) -> Path:
-    """Write ``field`` atomically as ``.nii``/``.nii.gz`` in ``convention`` (see module doc) plus its sidecar."""
+    """Write ``field`` atomically as ``.nii``/``.nii.gz`` in ``convention`` (see module doc), as
+    float32, plus its sidecar (with the keys of ``extra`` added)."""
     if convention not in CONVENTIONS:
         raise InputFileError(
             f"Unknown displacement-field convention {convention!r}.",
@@ -87,8 +100,9 @@ def write_displacement_field(
 
         from medfeat.io.sitk_bridge import field_to_sitk
 
+        image = sitk.Cast(field_to_sitk(field.numpy(), grid), sitk.sitkVectorFloat32)
         with atomic_path(path) as tmp:
-            sitk.WriteImage(field_to_sitk(field.numpy(), grid), str(tmp))
+            sitk.WriteImage(image, str(tmp))
     else:
         import nibabel as nib
 
@@ -112,10 +126,56 @@ def write_displacement_field(
             "space": "fixed image grid below (world LPS mm)"
             if convention == "itk"
             else "fixed image voxels",
+            "dtype": "float32",
             "grid": grid.to_dict(),
+            **(extra or {}),
         },
     )
     return path
+
+
+def write_affine_transform(
+    matrix: np.ndarray, path: str | os.PathLike, protect: set[Path] | None = None
+) -> Path:
+    """Write a homogeneous 4x4 world matrix (LPS mm, ``x -> A @ x``) atomically as an ITK
+    ``.tfm`` affine transform, which SimpleITK, ANTs and elastix read as mapping points the same
+    way (for a fixed->moving matrix: the transform a resampler of the moving image takes)."""
+    import SimpleITK as sitk
+
+    path = Path(path).expanduser()
+    if path.suffix not in (".tfm", ".txt"):
+        raise InputFileError(
+            f"Affine transforms are written as ITK .tfm files, but {path} has another extension.",
+            remedy="Name the output '<name>.tfm'.",
+        )
+    check_not_protected(path, protect)
+    a = np.asarray(matrix, dtype=np.float64)
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(a[:3, :3].flatten().tolist())
+    tx.SetTranslation(a[:3, 3].tolist())
+    with atomic_path(path) as tmp:
+        sitk.WriteTransform(tx, str(tmp))
+    return path
+
+
+def read_affine_transform(path: str | os.PathLike) -> np.ndarray:
+    """The homogeneous 4x4 world matrix of an ITK affine (or rigid, or translation) ``.tfm``."""
+    import SimpleITK as sitk
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputFileError(f"Transform file {path} does not exist.", remedy="Check the path.")
+    tx = sitk.ReadTransform(str(path))
+    if tx.GetDimension() != 3:
+        raise InputFileError(f"{path} is not a 3D transform.", remedy="Give a 3D ITK transform.")
+    origin = np.asarray(tx.TransformPoint((0.0, 0.0, 0.0)))
+    out = np.eye(4)
+    for axis in range(3):
+        unit = [0.0, 0.0, 0.0]
+        unit[axis] = 1.0
+        out[:3, axis] = np.asarray(tx.TransformPoint(unit)) - origin
+    out[:3, 3] = origin
+    return out
 
 
 def read_displacement_field(

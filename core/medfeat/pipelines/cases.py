@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medfeat.components import FeatureMap, RegistrationCase
-from medfeat.geometry import Image
+from medfeat.geometry import Image, PointSet
 from medfeat.resources import check_fits
 
 if TYPE_CHECKING:
@@ -52,32 +52,95 @@ class FeatureCache:
 
 # ------------------------------------------------------------------------------------ checks
 def check_case(case: RegistrationCase) -> None:
-    """Refuse unusable inputs before spending time on them (on the arrays already in memory)."""
+    """Refuse unusable inputs before spending time on them (on the arrays already in memory):
+    non-finite or constant images, label maps on another grid than their image, landmarks of
+    another dimension than the images, unrelatable geometry, unpaired landmark tables."""
+    from medfeat.io.image_checks import check_intensity_image
     from medfeat.io.images import check_geometry_relatable
 
-    case.fixed.check_finite()
-    case.moving.check_finite()
+    for role, image in (("fixed image", case.fixed), ("moving image", case.moving)):
+        check_intensity_image(image, role)
+        image.check_finite()
+        check_not_constant(image)
+    for role, labels, image in (
+        ("fixed", case.fixed_labels, case.fixed),
+        ("moving", case.moving_labels, case.moving),
+    ):
+        if labels is not None:
+            check_same_grid(labels, image, f"{role} label map")
+    for points in (case.fixed_points, case.moving_points):
+        if points is not None:
+            check_point_dimension(points, case.fixed)
     check_geometry_relatable(case.fixed, case.moving)
     if case.fixed_points is not None and case.moving_points is not None:
         case.fixed_points.check_paired_with(case.moving_points)
 
 
-def apply_mask_policy(run: Run, case: RegistrationCase) -> None:
-    """Set ``case.fixed_mask`` as the pipeline's ``fixed_mask`` option says (and save an automatic one)."""
-    policy = run.resolved.pipeline.fixed_mask
-    if policy == "none":
-        case.fixed_mask = None
-    elif policy.startswith("auto-"):
-        from medfeat.io.images import write_image
-        from medfeat.masks import auto_mask
+def check_not_constant(image: Image) -> None:
+    """Refuse an image whose voxels all hold one value (nothing to register on)."""
+    from medfeat.errors import DataError
 
-        with run.context.timed("masking"):
-            case.fixed_mask = auto_mask(
-                case.fixed, policy.removeprefix("auto-"), run.resolved.pipeline.fixed_mask_threshold
-            )
-        write_image(
-            case.fixed_mask, run.case_dir(case.id) / "fixed_mask_auto.nii.gz", protect=run.protected
+    arr = image.numpy()
+    if arr.size and np.all(arr.flat[0] == arr):
+        raise DataError(
+            f"{image.name} is constant: every voxel is {arr.flat[0]!r}, so no feature or "
+            "similarity can align it.",
+            remedy="Check that the right file was given (an empty export or a blank mask given "
+            "as the image is common), and that it reads correctly in a viewer.",
         )
+
+
+def check_same_grid(labels: Image, image: Image, what: str) -> None:
+    """Refuse a label map that does not lie on its image's voxels (it is compared voxel by voxel)."""
+    from medfeat.errors import GeometryError
+
+    if not labels.grid.same_as(image.grid):
+        raise GeometryError(
+            f"The {what} {labels.name} is on another grid ({labels.grid.describe()}) than its "
+            f"image {image.name} ({image.grid.describe()}).",
+            remedy="Give the label map that was drawn on this image, or resample it onto the "
+            "image's grid (nearest neighbour) first.",
+        )
+
+
+def check_point_dimension(points: PointSet, image: Image) -> None:
+    """Refuse landmarks with another number of coordinates than the images have axes."""
+    from medfeat.errors import LandmarkError
+
+    ndim, cols = image.grid.ndim, points.points.shape[1]
+    if cols != ndim:
+        name = points.meta.get("path", "A landmark table")
+        raise LandmarkError(
+            f"{name} has {cols} coordinates per point but the images are {ndim}D.",
+            remedy=f"Give {ndim} columns per landmark (world x, y, z in LPS mm, or voxel indices "
+            "with their axis order stated).",
+        )
+
+
+MASK_ROLES = ("fixed", "moving")
+
+
+def apply_mask_policy(run: Run, case: RegistrationCase) -> None:
+    """Set ``case.fixed_mask`` and ``case.moving_mask`` as the pipeline's ``fixed_mask`` and
+    ``moving_mask`` options say (and save the automatic ones). Pipelines without a
+    ``moving_mask`` option keep the dataset's moving mask."""
+    pipeline = run.resolved.pipeline
+    for role in MASK_ROLES:
+        policy = getattr(pipeline, f"{role}_mask", "from-data")
+        if policy == "none":
+            setattr(case, f"{role}_mask", None)
+        elif policy.startswith("auto-"):
+            from medfeat.io.images import write_image
+            from medfeat.masks import auto_mask
+
+            image = getattr(case, role)
+            threshold = getattr(pipeline, f"{role}_mask_threshold", None)
+            with run.context.timed("masking"):
+                mask = auto_mask(image, policy.removeprefix("auto-"), threshold)
+            setattr(case, f"{role}_mask", mask)
+            write_image(
+                mask, run.case_dir(case.id) / f"{role}_mask_auto.nii.gz", protect=run.protected
+            )
 
 
 # ---------------------------------------------------------------------------------- features
@@ -102,7 +165,7 @@ def case_features(
     ]
     for t in transforms:
         with run.context.timed("feature transforms"):
-            feats = t.apply(feats, [case.fixed_mask, None])
+            feats = t.apply(feats, [case.fixed_mask, case.moving_mask])
     return feats
 
 

@@ -61,7 +61,7 @@ def test_registration_run_reports_dice_and_hd95_per_shared_label(tmp_path):
         f"data: {{name: label-mapped-files, case_id: cube, {data}, "
         "fixed_label_map: {3: [3]}, moving_label_map: {3: [30]}}\n"
         "backbone: {name: mind-ssc}\n"
-        "optimiser: {name: convex-adam, grid_spacing_vox: 2, search_radius_vox: 2, "
+        "optimiser: {name: convex-adam, grid_spacing_mm: 2, search_radius_mm: 4, io_spacing_mm: 2, "
         "adam_iterations: 5}\n"
     )
     out = tmp_path / "out"
