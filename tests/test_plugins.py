@@ -153,7 +153,21 @@ BAD_AT_IMPORT = {
 }
 
 
-def test_a_plugin_that_exits_or_interrupts_at_import_is_only_reported(fake_distribution, capsys):
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler, as at the start of a real ``medfeat`` process (a library an
+    earlier test loaded may have left its own handler, under which discovery lets every
+    KeyboardInterrupt through)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_plugin_that_exits_or_interrupts_at_import_is_only_reported(
+    fake_distribution, capsys, default_sigint
+):
     for dist, source in BAD_AT_IMPORT.items():
         module = dist.replace("-", "_")
         fake_distribution(dist, {f"{module}.py": source}, {"x": module})
@@ -169,7 +183,7 @@ def test_a_plugin_that_exits_or_interrupts_at_import_is_only_reported(fake_distr
     assert all(dist in out for dist in BAD_AT_IMPORT)
 
 
-def test_a_real_ctrl_c_during_discovery_still_stops_medfeat(fake_distribution):
+def test_a_real_ctrl_c_during_discovery_still_stops_medfeat(fake_distribution, default_sigint):
     fake_distribution(
         "medfeat-slow",
         {"medfeat_slow.py": "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"},

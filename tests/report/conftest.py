@@ -23,7 +23,7 @@ def phantom_run_master(tmp_path_factory) -> Path:
     from medfeat.cli.main import main
 
     root = tmp_path_factory.mktemp("phantom-run")
-    (root / "pipeline.yaml").write_text(PHANTOM)
+    (root / "pipeline.yaml").write_text(PHANTOM, encoding="utf-8")
     out = root / "out"
     assert main(["-q", "run", str(root / "pipeline.yaml"), "--out", str(out)]) == 0
     return out

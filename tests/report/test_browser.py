@@ -61,7 +61,7 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def loaded_images(page: Path, tmp_path: Path) -> list[dict]:
     probe = page.with_name(f"_probe_{page.name}")
-    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"))
     result = chromium(tmp_path, "--dump-dom", probe.as_uri())
     probe.unlink()
     match = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
@@ -78,7 +78,7 @@ def test_every_figure_of_the_report_loads_in_chromium(report, tmp_path):
     pages = [report, *sorted(report.parent.glob("*.html"))]
     seen = 0
     for page in dict.fromkeys(pages):
-        expected = len(re.findall(r"<img ", page.read_text()))
+        expected = len(re.findall(r"<img ", page.read_text(encoding="utf-8")))
         imgs = loaded_images(page, tmp_path)
         assert len(imgs) == expected
         broken = [i["src"] for i in imgs if not i["complete"] or i["width"] == 0]

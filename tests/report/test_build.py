@@ -18,13 +18,13 @@ from medfeat.report import build_report
 
 
 def notes(html_path: Path, kind: str | None = None) -> list[str]:
-    html = html_path.read_text()
+    html = html_path.read_text(encoding="utf-8")
     found = re.findall(r'class="note (\w+)">([^<]*)', html)
     return [text for k, text in found if kind is None or k == kind]
 
 
 def images(html_path: Path) -> list[Path]:
-    srcs = re.findall(r'<img src="([^"]+)"', html_path.read_text())
+    srcs = re.findall(r'<img src="([^"]+)"', html_path.read_text(encoding="utf-8"))
     return [html_path.parent / s for s in srcs]
 
 
@@ -32,7 +32,7 @@ def test_phantom_report_has_every_registration_figure(phantom_run):
     index = build_report(phantom_run)
     assert index == phantom_run / "report" / "index.html"
     case_page = index.parent / "breathing-phantom-seed0.html"
-    assert 'href="breathing-phantom-seed0.html"' in index.read_text()
+    assert 'href="breathing-phantom-seed0.html"' in index.read_text(encoding="utf-8")
     assert notes(case_page, "error") == [] and notes(case_page, "missing") == []
     pngs = {p.name for p in images(case_page)}
     assert pngs == {
@@ -41,7 +41,7 @@ def test_phantom_report_has_every_registration_figure(phantom_run):
     }  # fmt: skip
     for png in images(case_page):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = case_page.read_text()
+    html = case_page.read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html  # opens offline
 
 
@@ -55,7 +55,7 @@ def test_jacobian_nifti_matches_the_field(phantom_run):
     field = read_displacement_field(phantom_run / case / "field_fixed_to_moving.nii.gz")
     assert det.grid.same_as(field.grid)
     np.testing.assert_allclose(det.numpy(), jacobian_determinant_mm(field), rtol=1e-5, atol=1e-5)
-    metrics = json.loads((phantom_run / case / "metrics.json").read_text())
+    metrics = json.loads((phantom_run / case / "metrics.json").read_text(encoding="utf-8"))
     assert folding_pct(det.numpy()) == pytest.approx(metrics["folding_pct"])
 
 
@@ -65,7 +65,7 @@ def test_landmark_csv_reproduces_the_run_tre(phantom_run):
     table = np.genfromtxt(
         phantom_run / "report" / case / "landmark_errors_mm.csv", delimiter=",", names=True
     )
-    metrics = json.loads((phantom_run / case / "metrics.json").read_text())
+    metrics = json.loads((phantom_run / case / "metrics.json").read_text(encoding="utf-8"))
     assert len(table) == metrics["tre_mm_after"]["n"]
     assert table["error_before_mm"].mean() == pytest.approx(
         metrics["tre_mm_before"]["mean"], rel=1e-3
@@ -94,9 +94,9 @@ def test_missing_outputs_become_notes_not_errors(phantom_run):
 
 
 def test_unavailable_inputs_are_said_and_field_figures_remain(phantom_run):
-    prov = json.loads((phantom_run / "provenance.json").read_text())
+    prov = json.loads((phantom_run / "provenance.json").read_text(encoding="utf-8"))
     prov["config"]["data"]["name"] = "no-such-dataset"
-    (phantom_run / "provenance.json").write_text(json.dumps(prov))
+    (phantom_run / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
     page = build_report(phantom_run).parent / "breathing-phantom-seed0.html"
     assert any("no-such-dataset" in n for n in notes(page, "missing"))
     assert {"jacobian.png", "displacement.png", "labels.png"} - {p.name for p in images(page)} == {
@@ -114,16 +114,16 @@ def test_not_an_output_folder_is_a_clear_error(tmp_path):
 
 def test_cohort_page_lists_every_case_sortable_with_failures(phantom_run):
     # a second case: a copy of the first with another id and a worse TRE, and a recorded failure
-    metrics = json.loads((phantom_run / "metrics.json").read_text())
+    metrics = json.loads((phantom_run / "metrics.json").read_text(encoding="utf-8"))
     first = "breathing-phantom-seed0"
     shutil.copytree(phantom_run / first, phantom_run / "case-b")
     worse = json.loads(json.dumps(metrics["cases"][first]))
     worse["tre_mm_after"]["mean"] = 42.0
     metrics["cases"]["case-b"] = worse
     metrics["failures"] = {"case-c": "InputFileError: fixed.nii.gz is truncated"}
-    (phantom_run / "metrics.json").write_text(json.dumps(metrics))
+    (phantom_run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     index = build_report(phantom_run)
-    html = index.read_text()
+    html = index.read_text(encoding="utf-8")
     assert '<table class="sortable">' in html
     assert 'href="case-b.html"' in html and 'href="breathing-phantom-seed0.html"' in html
     assert 'data-sort="42.0"' in html
@@ -136,12 +136,12 @@ def test_cohort_page_lists_every_case_sortable_with_failures(phantom_run):
 
 
 def test_random_weights_runs_carry_a_not_a_result_banner(phantom_run):
-    metrics = json.loads((phantom_run / "metrics.json").read_text())
+    metrics = json.loads((phantom_run / "metrics.json").read_text(encoding="utf-8"))
     metrics = {"random_weights": ["tiny net"], "is_result": False, **metrics}
-    (phantom_run / "metrics.json").write_text(json.dumps(metrics))
+    (phantom_run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     index = build_report(phantom_run)
     for page in (index, index.parent / "breathing-phantom-seed0.html"):
-        assert "NOT A RESULT" in page.read_text()
+        assert "NOT A RESULT" in page.read_text(encoding="utf-8")
 
 
 def _segmentation_folder(root: Path) -> Path:
@@ -153,12 +153,13 @@ def _segmentation_folder(root: Path) -> Path:
     (root / "s1").mkdir(parents=True)
     write_image(Image(pred, grid), root / "s1" / "labels.nii.gz")
     (root / "s1" / "metrics.json").write_text(
-        json.dumps({"dice": {"1": 0.8, "2": 0.5}, "mean_dice": 0.65})
+        json.dumps({"dice": {"1": 0.8, "2": 0.5}, "mean_dice": 0.65}), encoding="utf-8"
     )
     (root / "metrics.json").write_text(
         json.dumps(
             {"mode": "infer", "cases": {"s1": {"dice": {"1": 0.8, "2": 0.5}, "mean_dice": 0.65}}}
-        )
+        ),
+        encoding="utf-8",
     )
     return root
 
@@ -170,7 +171,7 @@ def test_segmentation_page_without_inputs_draws_predicted_masks_and_dice(tmp_pat
     assert {p.name for p in images(page)} == {"masks.png", "dice.png"}
     assert any(
         "provenance.json is missing" in b
-        for b in re.findall(r'class="banner warning">([^<]*)', index.read_text())
+        for b in re.findall(r'class="banner warning">([^<]*)', index.read_text(encoding="utf-8"))
     )
     assert notes(page, "error") == []
 
@@ -183,7 +184,7 @@ def test_training_curves_from_csv_and_history(tmp_path):
     )
     history = [{"step": 10, "dice": 0.2, "n": 4}, {"step": 20, "dice": 0.5, "n": 4}]
     (folder / "metrics.json").write_text(
-        json.dumps({"mode": "train", "steps": 50, "history": history})
+        json.dumps({"mode": "train", "steps": 50, "history": history}), encoding="utf-8"
     )
     index = build_report(folder)
     assert [p.name for p in images(index)] == ["curves.png"]
@@ -201,7 +202,8 @@ def test_training_curves_from_the_log_file(tmp_path):
     (tmp_path / "medfeat.log").write_text(
         "2026-01-01T00:00:00+00:00 INFO    step 10: loss 0.5000\n"
         "2026-01-01T00:00:01+00:00 INFO    something else\n"
-        "2026-01-01T00:00:02+00:00 INFO    step 20: loss 0.2500\n"
+        "2026-01-01T00:00:02+00:00 INFO    step 20: loss 0.2500\n",
+        encoding="utf-8",
     )
     curves, sources = find_curves(tmp_path, {"mode": "pretrain"})
     steps, losses = curves["loss (from medfeat.log)"]
@@ -209,7 +211,9 @@ def test_training_curves_from_the_log_file(tmp_path):
 
 
 def test_pretraining_without_history_says_so(tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps({"mode": "pretrain", "steps": 3}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"mode": "pretrain", "steps": 3}), encoding="utf-8"
+    )
     index = build_report(tmp_path)
     assert any("no loss history" in n for n in notes(index, "missing"))
 
