@@ -13,7 +13,7 @@ def test_check_geometry_relatable(grid, image):
     far = Image(image.data, Grid(grid.shape, grid.spacing, (500.0, 0.0, 0.0), grid.direction))
     with pytest.raises(GeometryError, match="do not overlap") as err:
         check_geometry_relatable(image, far)
-    assert "initial alignment" in str(err.value) and grid.describe() in str(err.value)
+    assert "prealignment" in str(err.value) and grid.describe() in str(err.value)
     flat = Image(np.zeros((4, 4)), Grid.from_shape((4, 4)))
     with pytest.raises(GeometryError, match="3D .* 2D"):
         check_geometry_relatable(image, flat)

@@ -54,14 +54,16 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=120,
     )
 
 
 def loaded_images(page: Path, tmp_path: Path) -> list[dict]:
     probe = page.with_name(f"_probe_{page.name}")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"))
+    html = page.read_text(encoding="utf-8")
+    probe.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     result = chromium(tmp_path, "--dump-dom", probe.as_uri())
     probe.unlink()
     match = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)

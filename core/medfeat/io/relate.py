@@ -45,7 +45,8 @@ def check_geometry_relatable(fixed: Image, moving: Image, min_overlap: float = 0
                 if frac <= 0.0
                 else f"overlap by only {100 * frac:.1f} % (at least {100 * min_overlap:.1f} % required)."
             ),
-            remedy="Start with an initial alignment (e.g. a centre-of-mass or moments initialisation), or "
-            "resample one image into the other's space; check both headers' origins if they should overlap.",
+            remedy="Add a pre-alignment to the registration pipeline (`prealignment: [{name: "
+            "centroids, of: body}]`, optionally followed by `{name: affine}`), or check both "
+            "headers' origins if the images should overlap as stored.",
         )
     return frac

@@ -51,10 +51,12 @@ class FeatureCache:
 
 
 # ------------------------------------------------------------------------------------ checks
-def check_case(case: RegistrationCase) -> None:
+def check_case(case: RegistrationCase, *, require_overlap: bool = True) -> None:
     """Refuse unusable inputs before spending time on them (on the arrays already in memory):
     non-finite or constant images, label maps on another grid than their image, landmarks of
-    another dimension than the images, unrelatable geometry, unpaired landmark tables."""
+    another dimension than the images, unrelatable geometry (images that do not overlap as stored
+    pass with ``require_overlap=False``, when a pre-alignment will move them), unpaired landmark
+    tables."""
     from medfeat.io.image_checks import check_intensity_image
     from medfeat.io.images import check_geometry_relatable
 
@@ -71,7 +73,8 @@ def check_case(case: RegistrationCase) -> None:
     for points in (case.fixed_points, case.moving_points):
         if points is not None:
             check_point_dimension(points, case.fixed)
-    check_geometry_relatable(case.fixed, case.moving)
+    if require_overlap or case.fixed.grid.ndim != case.moving.grid.ndim:
+        check_geometry_relatable(case.fixed, case.moving)  # a pre-alignment may bring them together
     if case.fixed_points is not None and case.moving_points is not None:
         case.fixed_points.check_paired_with(case.moving_points)
 

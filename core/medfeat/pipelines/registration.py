@@ -209,7 +209,7 @@ def register(run: Run, parts: Components, case: RegistrationCase) -> Registered:
     features and optimise the field (timed, memory peak)."""
     ctx = run.context
     start = time.perf_counter()
-    check_case(case)
+    check_case(case, require_overlap=not run.resolved.components.get("prealignment"))
     apply_mask_policy(run, case)
     with PeakMemory() as memory:
         affine = prealign(run, parts, case)
