@@ -143,7 +143,7 @@ def main() -> None:
         "bpr-diffusion (random init)": {
             **diffusion, "random_init": True, "unet": UNET, "preprocess": PREPROCESS
         },
-        "mind-ssc": {"name": "mind-ssc", "radius_vox": 1, "dilation_vox": 2},
+        "mind-ssc": {"name": "mind-ssc", "radius_mm": 3.0, "dilation_mm": 6.0},  # 1 and 2 voxels
     }  # fmt: skip
     results["probes"] = {}
     for i, (label, backbone) in enumerate(sources.items()):

@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             optimiser = ConvexAdam(
                 ConvexAdamConfig(
                     smoothness_weight=1.0,  # the example's settings, lambda = 1
-                    grid_spacing_vox=4,
-                    search_radius_vox=4,
+                    # 4 feature voxels and 4 grid steps, as the example's former voxel settings
+                    grid_spacing_mm=4 * args.patch_spacing_mm,
+                    search_radius_mm=16 * args.patch_spacing_mm,
                     adam_iterations=args.adam_iterations,
                 ),
                 context,
