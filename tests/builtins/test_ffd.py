@@ -248,3 +248,16 @@ def test_sitk_ffd_reduces_phantom_tre(pair, build):
     res = ffd.register(pair.fixed, pair.moving)
     before = np.linalg.norm(pair.fixed_points.points - pair.moving_points.points, axis=1).mean()
     assert mean_tre(pair, res.forward) < 0.6 * before
+
+
+def test_ffd_reports_its_iterations_per_stage(pair):
+    """The B-spline baseline says where it is (it once ran minutes with no output at all)."""
+    calls: list[tuple[str, float]] = []
+    SitkFFD(FFDConfig(**FAST), progress=lambda step, f: calls.append((step, f))).register(
+        pair.fixed, pair.moving
+    )
+    steps = list(dict.fromkeys(step for step, _ in calls))
+    assert steps == ["affine", "level 1/2", "level 2/2"]
+    for step in steps:
+        fractions = [f for s, f in calls if s == step]
+        assert fractions == sorted(fractions) and 0 < fractions[-1] <= 1

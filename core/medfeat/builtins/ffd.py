@@ -191,6 +191,18 @@ class SitkFFD:
         r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
         return r
 
+    def _report_iterations(self, method, step: str, iterations: int) -> None:
+        """Report ``method``'s optimiser iterations as the fraction of ``iterations`` done."""
+        if self.progress is None or iterations <= 0:
+            return
+        import SimpleITK as sitk
+
+        report = self.progress
+        method.AddCommand(
+            sitk.sitkIterationEvent,
+            lambda: report(step, min(1.0, method.GetOptimizerIteration() / iterations)),
+        )
+
     def register(
         self,
         fixed: Image,
@@ -258,6 +270,7 @@ class SitkFFD:
             )
             r.SetOptimizerScalesFromPhysicalShift()
             r.SetInitialTransform(init, inPlace=True)
+            self._report_iterations(r, "affine", c.affine_iterations)
             r.Execute(f, m)
             transform.AddTransform(init)
             info["affine"] = f"{label} {r.GetMetricValue():.4f}, {time.perf_counter() - t0:.0f} s"
@@ -267,6 +280,7 @@ class SitkFFD:
             nz = np.argwhere(fixed_mask.numpy() > 0)
             bbox = (nz.min(0)[::-1].tolist(), nz.max(0)[::-1].tolist())
         meshes, value = [], float("nan")
+        levels = len(c.control_point_spacing_mm)
         for spacing_mm, shrink, sigma, iterations in zip(
             c.control_point_spacing_mm,
             c.shrink_factors,
@@ -297,6 +311,7 @@ class SitkFFD:
                 maximumNumberOfFunctionEvaluations=2 * iterations,
                 costFunctionConvergenceFactor=1e7,
             )
+            self._report_iterations(r, f"level {len(meshes) + 1}/{levels}", iterations)
             r.Execute(f, warped)
             value = float(r.GetMetricValue())
             transform.AddTransform(bspline)
@@ -359,4 +374,5 @@ def _to_sitk_vector(field: DisplacementField):
 
 
 def make_sitk_ffd(config: FFDConfig, context) -> SitkFFD:
-    return SitkFFD(config)
+    progress = getattr(context, "progress", None)
+    return SitkFFD(config, progress.callback("B-spline") if progress is not None else None)
