@@ -109,7 +109,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("out/bench-peers"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--peers", default="greedy,elastix,niftyreg,ants", help="comma list; empty for none"
+        "--peers",
+        default="greedy,convexadam,elastix,niftyreg,ants",
+        help="comma list; empty for none",
     )
     ap.add_argument(
         "--skip",

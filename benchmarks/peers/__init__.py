@@ -34,6 +34,7 @@ __all__ = [
 #: Tool name -> module name inside this package, in the order benchmarks report them.
 PEERS: dict[str, str] = {
     "greedy": "greedy",
+    "convexadam": "convexadam",
     "elastix": "elastix",
     "niftyreg": "niftyreg",
     "ants": "antspy",

@@ -191,8 +191,15 @@ class Trainer:
                 ema.update_parameters(trainable)
                 step += 1
                 losses.append({k: float(v.detach()) for k, v in out.items()})
-                if report:
-                    report(f"step {step} loss {losses[-1]['total']:.4f}", step / cfg.max_steps)
+                if report:  # one step name, so the bar and the time left stay meaningful
+                    done = step / cfg.max_steps
+                    if cfg.max_minutes:  # a wall-clock bound may end the run first
+                        done = max(done, (time.monotonic() - start) / (cfg.max_minutes * 60))
+                    report("training", min(done, 1.0))
+                if step % 50 == 0 and self.rank == 0:  # loss curve in medfeat.log (and with -v)
+                    self.context.progress.log(
+                        f"LEAF step {step}: loss {losses[-1]['total']:.4f}", level=1
+                    )
                 if step % cfg.validate_every_steps == 0 and validation and self.rank == 0:
                     history.append({"step": step, **self._validate(ema, validation)})
                     self.context.progress.log(f"LEAF step {step}: {history[-1]}")
