@@ -130,3 +130,16 @@ def write_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> Path:
 
     lines = [",".join(columns)] + [",".join(cell(v) for v in row) for row in rows]
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def metrics_overview(metrics: dict | None, input_notes: list[str]) -> Section:
+    """A case page's first section: its metrics tables, and notes on its inputs (a changed or
+    differing input is a warning, a missing one a plain note)."""
+    overview = Section("Metrics")
+    if metrics:
+        overview.tables += metrics_tables(metrics)
+    else:
+        overview.note("This case has no metrics.json.")
+    for note in input_notes:
+        overview.note(note, "warning" if "changed" in note or "differs" in note else "missing")
+    return overview

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from medfeat.report import figures as F
-from medfeat.report.common import Output, attempt, metrics_tables, read_points_csv, write_csv
+from medfeat.report.common import Output, attempt, metrics_overview, read_points_csv, write_csv
 from medfeat.report.page import Page, Section
 from medfeat.report.planes import default_pixel_mm, sample_planes, world_bounds
 
@@ -48,13 +48,7 @@ def case_page(
     input_notes: list[str],
 ) -> Page:
     page = Page(f"Correspondence · {case_id}", subtitle=str(case_dir))
-    overview = Section("Metrics")
-    if metrics:
-        overview.tables += metrics_tables(metrics)
-    else:
-        overview.note("This case has no metrics.json.")
-    for note in input_notes:
-        overview.note(note, "warning" if "changed" in note or "differs" in note else "missing")
+    overview = metrics_overview(metrics, input_notes)
     overview.links += [(p.name, out.href(p)) for p in sorted(case_dir.iterdir()) if p.is_file()]
     page.sections.append(overview)
     page.sections.append(matches_section(out, case_dir, item))

@@ -9,7 +9,7 @@ import numpy as np
 
 from medfeat.geometry import DisplacementField, Image
 from medfeat.report import figures as F
-from medfeat.report.common import Output, attempt, metrics_tables, read_points_csv, write_csv
+from medfeat.report.common import Output, attempt, metrics_overview, read_points_csv, write_csv
 from medfeat.report.page import Page, Section, Table
 from medfeat.report.planes import default_pixel_mm, sample_planes, world_bounds
 
@@ -70,13 +70,7 @@ def case_page(
     input_notes: list[str],
 ) -> Page:
     page = Page(f"Registration · {case_id}", subtitle=str(case_dir))
-    overview = Section("Metrics")
-    if metrics:
-        overview.tables += metrics_tables(metrics)
-    else:
-        overview.note("This case has no metrics.json.")
-    for note in input_notes:
-        overview.note(note, "warning" if "changed" in note or "differs" in note else "missing")
+    overview = metrics_overview(metrics, input_notes)
     overview.links += _file_links(out, case_dir)
     page.sections.append(overview)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from medfeat.geometry import Image
 from medfeat.report import figures as F
-from medfeat.report.common import Output, attempt, metrics_tables
+from medfeat.report.common import Output, attempt, metrics_overview
 from medfeat.report.page import Page, Section
 from medfeat.report.planes import default_pixel_mm, sample_planes, world_bounds
 
@@ -23,13 +23,7 @@ def case_page(
     input_notes: list[str],
 ) -> Page:
     page = Page(f"Segmentation · {case_id}", subtitle=str(case_dir))
-    overview = Section("Metrics")
-    if metrics:
-        overview.tables += metrics_tables(metrics)
-    else:
-        overview.note("This case has no metrics.json.")
-    for note in input_notes:
-        overview.note(note, "missing")
+    overview = metrics_overview(metrics, input_notes)
     overview.links += [(p.name, out.href(p)) for p in sorted(case_dir.iterdir()) if p.is_file()]
     page.sections += [overview, overlay_section(out, case_dir, item), dice_section(out, metrics)]
     return page
