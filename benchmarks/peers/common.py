@@ -178,3 +178,22 @@ def prepare_run(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     return as_points(points), workdir
+
+
+def missing_python_package(module: str, install_hint: str) -> str | None:
+    """Why a peer shipped as a Python package cannot run (``None`` when ``module`` imports)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return f"python package {module!r} not installed (install: {install_hint})"
+    return None
+
+
+def distribution_version(distribution: str) -> str:
+    """Installed version of ``distribution``, or ``"unknown"``."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -9,15 +9,20 @@ are mapped by sampling ``u`` trilinearly at the fixed points' continuous voxel i
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .common import PeerResult, Stopwatch, prepare_run, run_logged
+from .common import (
+    PeerResult,
+    Stopwatch,
+    distribution_version,
+    missing_python_package,
+    prepare_run,
+    run_logged,
+)
 
 TOOL = "convexadam"
 INSTALL_HINT = "pip install -c constraints.txt convexAdam"
@@ -34,9 +39,7 @@ numpy.save(sys.argv[3], convex_adam_pt(fixed, moving).astype('float32'))
 
 def unavailable_reason() -> str | None:
     """Return why ConvexAdam cannot run here, or ``None`` when it can."""
-    if importlib.util.find_spec("convexAdam") is None:
-        return f"python package 'convexAdam' not installed (install: {INSTALL_HINT})"
-    return None
+    return missing_python_package("convexAdam", INSTALL_HINT)
 
 
 def available() -> bool:
@@ -46,10 +49,7 @@ def available() -> bool:
 
 def version() -> str:
     """Version of the installed ``convexAdam`` package."""
-    try:
-        return importlib.metadata.version("convexAdam")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return distribution_version("convexAdam")
 
 
 def register_and_map(

@@ -14,8 +14,6 @@ output cannot disturb the caller.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -25,7 +23,9 @@ import numpy as np
 from .common import (
     PeerResult,
     Stopwatch,
+    distribution_version,
     map_points_with_displacement_field,
+    missing_python_package,
     prepare_run,
     run_logged,
 )
@@ -38,9 +38,7 @@ _RUNNER = "import sys, picsl_greedy; picsl_greedy.Greedy3D().execute(sys.argv[1]
 
 def unavailable_reason() -> str | None:
     """Return why greedy cannot run here, or ``None`` when it can."""
-    if importlib.util.find_spec("picsl_greedy") is None:
-        return f"python package 'picsl_greedy' not installed (install: {INSTALL_HINT})"
-    return None
+    return missing_python_package("picsl_greedy", INSTALL_HINT)
 
 
 def available() -> bool:
@@ -50,10 +48,7 @@ def available() -> bool:
 
 def version() -> str:
     """Version of the installed ``picsl-greedy`` package."""
-    try:
-        return importlib.metadata.version("picsl-greedy")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return distribution_version("picsl-greedy")
 
 
 def _greedy(cmd: str, log: Path, threads: int) -> str:
