@@ -108,8 +108,8 @@ class BPRDiffusionBackbone:
                 win = (slice(None), *sl)
                 xt = x_t[win][None].to(self.device)
                 cw = coords[win][None].to(self.device)
-                _, feats = model(xt, cw, t_vec, return_features=True)
-                return [feats[lv][0] for lv in c.feature_levels]
+                with torch.inference_mode():  # merged into ordinary tensors by the tiling
+                    return [f[0] for f in model.features(xt, cw, t_vec, c.feature_levels)]
 
             per_t.append(
                 sliding_average(

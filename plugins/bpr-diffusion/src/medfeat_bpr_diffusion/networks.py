@@ -102,6 +102,11 @@ def attention_kinds(config: UNetConfig, patch_size_vox: Sequence[int]) -> list[s
     return kinds
 
 
+def unet_multiple_of(config: UNetConfig) -> int:
+    """Spatial sizes a :class:`DiffusionUNet3d` of ``config`` takes must be multiples of this."""
+    return 2 ** (len(config.channel_mults) - 1)
+
+
 class DiffusionUNet3d(nn.Module):
     """Noise predictor ``eps(x_t, coords, t)``; ``coords`` is concatenated to ``x_t`` at the input."""
 
@@ -170,10 +175,28 @@ class DiffusionUNet3d(nn.Module):
             _norm(ch, g), nn.SiLU(), nn.Conv3d(ch, image_channels, 3, padding=1)
         )
 
+    #: recompute each block's activations in the backward pass instead of keeping them (set by
+    #: the pretrainer's ``activation_checkpointing``): the same gradients, far less memory
+    activation_checkpointing = False
+
     @property
     def multiple_of(self) -> int:
         """Spatial sizes must be multiples of this."""
-        return 2 ** (self.levels - 1)
+        return unet_multiple_of(self.config)
+
+    def _block(
+        self, res: nn.Module, att: nn.Module, temb: torch.Tensor, *inputs: torch.Tensor
+    ) -> torch.Tensor:
+        """``att(res(cat(inputs), temb))``; checkpointed when training with checkpointing on."""
+
+        def run(temb: torch.Tensor, *xs: torch.Tensor) -> torch.Tensor:
+            return att(res(torch.cat(xs, 1) if len(xs) > 1 else xs[0], temb))
+
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(run, temb, *inputs, use_reentrant=False)
+        return run(temb, *inputs)
 
     def condition(self, x_t: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """The network input: the noisy patch and the coordinate maps, concatenated channel-wise."""
@@ -190,26 +213,44 @@ class DiffusionUNet3d(nn.Module):
         t: torch.Tensor,
         return_features: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        features = self._decode(x_t, coords, t, finest=0)
+        eps = self.out(features[0])
+        return (eps, features) if return_features else eps
+
+    def features(
+        self, x_t: torch.Tensor, coords: torch.Tensor, t: torch.Tensor, levels: Sequence[int]
+    ) -> list[torch.Tensor]:
+        """The decoder activations of ``levels`` (in that order), as ``forward`` returns them,
+        without what they do not need: the decoder stops at the finest of ``levels`` and the
+        noise head never runs."""
+        features = self._decode(x_t, coords, t, finest=min(levels))
+        return [features[lv] for lv in levels]
+
+    def _decode(
+        self, x_t: torch.Tensor, coords: torch.Tensor, t: torch.Tensor, finest: int
+    ) -> list[torch.Tensor]:
+        """Decoder activations per level, coarsest to ``finest`` (finer levels stay ``None``)."""
         temb = self.time(timestep_embedding(t, self.config.base_channels))
         h = self.inp(self.condition(x_t, coords))
         skips = []
         for blocks, down in self.down:
             for res, att in blocks:
-                h = att(res(h, temb))
+                h = self._block(res, att, temb, h)
                 skips.append(h)
             h = down(h)
         res1, att, res2 = self.mid
-        h = res2(att(res1(h, temb)), temb)
+        h = self._block(res1, att, temb, h)
+        h = self._block(res2, nn.Identity(), temb, h)
         features: list[torch.Tensor] = [None] * self.levels  # type: ignore[list-item]
         for i, (blocks, up) in enumerate(self.up):
             level = self.levels - 1 - i
             for res, att in blocks:
-                h = att(res(torch.cat([h, skips.pop()], 1), temb))
+                h = self._block(res, att, temb, h, skips.pop())
             features[level] = h
-            if level > 0:
-                h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        eps = self.out(h)
-        return (eps, features) if return_features else eps
+            if level == finest:
+                break
+            h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return features
 
 
 # ----------------------------------------------------------------------------- APE

@@ -27,7 +27,7 @@ from medfeat.api import (
 from medfeat_bpr_diffusion.checkpoints import DDPM_FORMAT, read_ddpm_checkpoint
 from medfeat_bpr_diffusion.config import DiffusionConfig, PretrainConfig
 from medfeat_bpr_diffusion.coordinates import build_provider, coordinates_on_grid
-from medfeat_bpr_diffusion.networks import DiffusionUNet3d
+from medfeat_bpr_diffusion.networks import DiffusionUNet3d, unet_multiple_of
 from medfeat_bpr_diffusion.preprocess import preprocess
 
 
@@ -131,8 +131,7 @@ class DDPMPretrainer:
         place = setup_distributed(context.device)
         rank, world, device = place.rank, place.world_size, place.device
         provider = build_provider(c.coordinates, context)
-        probe = DiffusionUNet3d(c.unet, 1, c.patch_size_vox)  # only for multiple_of
-        multiple_of = probe.multiple_of
+        multiple_of = unet_multiple_of(c.unet)
         if any(s % multiple_of for s in c.patch_size_vox):
             raise DataError(
                 f"patch_size_vox {c.patch_size_vox} must be divisible by {multiple_of} "
@@ -145,6 +144,7 @@ class DDPMPretrainer:
         coord_channels = int(stream.get(rank)[1].shape[0])
         torch.manual_seed(context.seed)
         model = DiffusionUNet3d(c.unet, coord_channels, c.patch_size_vox).to(device)
+        model.activation_checkpointing = c.activation_checkpointing
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay))
         optimiser = torch.optim.Adam(model.parameters(), lr=c.lr)
         scheduler = make_scheduler(c.diffusion)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,8 @@ class SliceBackbone:
         self.device = torch.device(device)
         self.model.module.to(self.device).eval().requires_grad_(False)
         self.last_stats: dict[str, float | int | str] = {}
+        self._weights_digest: str | None = None
+        self._hit = False
 
     def _geometry(self, image: Image):
         if image.grid.ndim != 3 or image.num_channels != 1:
@@ -107,6 +110,31 @@ class SliceBackbone:
         tokens = hidden[:, self.model.num_prefix_tokens :].float()
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, *patches)
 
+    #: options that do not change the tokens (left out of the feature cache key)
+    _NOT_IN_KEY = frozenset({"batch_slices", "max_tokens_per_slice", "feature_cache_dir"})
+
+    def _cached_tokens(self, image: Image, anchors: list[int], patches: tuple[int, int]):
+        """(cache, key, tokens from the cache or ``None``); cache and key are ``None`` when off."""
+        self._hit = False
+        folder = getattr(self.config, "feature_cache_dir", None)
+        if folder is None:
+            return None, None, None
+        from medfeat_dinov3.feature_cache import TokenCache, cache_key, weights_digest
+
+        if self._weights_digest is None:  # once per backbone: hashes every weight
+            self._weights_digest = weights_digest(self.model.module)
+        options = {
+            k: getattr(self.config, k)
+            for k in SliceEncodingConfig.model_fields
+            if k not in self._NOT_IN_KEY
+        }
+        options = json.loads(json.dumps(options, default=str))
+        key = cache_key(image, self._weights_digest, options, self.device)
+        cache = TokenCache(folder)
+        tokens = cache.load(key, anchors, (self.model.hidden_size, *patches))
+        self._hit = tokens is not None
+        return cache, key, None if tokens is None else tokens.to(self.device)
+
     def extract(self, image: Image) -> FeatureMap:
         import time
 
@@ -122,17 +150,24 @@ class SliceBackbone:
             )
         # stride counted from the first non-uniform slice: padding slabs are not anchors
         anchors = slice_plan(volume.shape[0], self.config.slice_stride_vox, content[0], content[-1])
-        tokens = torch.zeros((len(anchors), self.model.hidden_size, *patches), device=self.device)
         todo = [i for i, s in enumerate(anchors) if ranges[s] > self.config.uniform_tolerance]
         start = time.perf_counter()
-        for b in range(0, len(todo), self.config.batch_slices):
-            batch = todo[b : b + self.config.batch_slices]
-            tokens[batch] = self.encode_slices(volume[[anchors[i] for i in batch]], patches)
+        cache, key, tokens = self._cached_tokens(image, anchors, patches)
+        if tokens is None:
+            tokens = torch.zeros(
+                (len(anchors), self.model.hidden_size, *patches), device=self.device
+            )
+            for b in range(0, len(todo), self.config.batch_slices):
+                batch = todo[b : b + self.config.batch_slices]
+                tokens[batch] = self.encode_slices(volume[[anchors[i] for i in batch]], patches)
+            if cache is not None:
+                cache.store(key, anchors, tokens)
         self.last_stats = {
             "encoded_slices": len(todo),
             "slices": int(volume.shape[0]),
             "encode_seconds": time.perf_counter() - start,
             "modality": modality,
+            "feature_cache": "off" if cache is None else ("hit" if self._hit else "miss"),
         }
         data = fill_between(tokens, anchors, volume.shape[0])
         level = FeatureLevel(data, token_grid(view.grid, patches), f"{self.name}-tokens")

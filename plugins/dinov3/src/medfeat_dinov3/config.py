@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medfeat.api import ConfigModel, InputPath
+from medfeat.api import ConfigModel, InputPath, OutputPath
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -55,6 +55,13 @@ class SliceEncodingConfig(ConfigModel):
     batch_slices: int = Field(4, ge=1, description="Slices encoded per forward pass.")
     precision: Precision = Field(
         "auto", description="auto = bfloat16 on CUDA when supported (else float16), float32 on CPU."
+    )
+    feature_cache_dir: OutputPath | None = Field(
+        None,
+        description="Folder that keeps the encoded slices' tokens between runs (relative: to the "
+        "pipeline file's folder), keyed by the image's voxels and geometry, the weights, these "
+        "options, the device type and the torch/transformers versions; files are written "
+        "atomically. null: no cache. About 4 bytes x hidden size x tokens per encoded slice each.",
     )
 
 

@@ -96,20 +96,41 @@ class Dinov2Teacher:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    @torch.no_grad()
     def tokens(self, rgb: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in [0, 1] -> ``[B, D, size // 14, size // 14]`` (ImageNet-normalised)."""
+        """``[B, 3, H, W]`` in [0, 1] -> ``[B, D, size // 14, size // 14]`` (ImageNet-normalised).
+
+        The ViT runs in inference mode; the tokens returned are ordinary tensors (a copy)."""
         x = F.interpolate(rgb, size=(self.size, self.size), mode="bicubic", align_corners=False)
         x = imagenet_normalise(x).to(self.device)
-        hidden = self.model(pixel_values=x).last_hidden_state[:, self.skip :]
+        with torch.inference_mode():
+            hidden = self.model(pixel_values=x).last_hidden_state
         n = self.size // self.patch
-        return hidden.transpose(1, 2).reshape(x.shape[0], -1, n, n).float().cpu()
+        tokens = hidden[:, self.skip :].transpose(1, 2).float().cpu()
+        return tokens.reshape(x.shape[0], -1, n, n).clone()
 
     def extract(self, image: Image) -> FeatureMap:
         tok = self.tokens(rgb01(image)[None])[0]
         # tokens of the resized image: each covers a block of (h / n, w / n) original pixels
         grid = image.grid.resized(tuple(tok.shape[-2:]))
         return FeatureMap([FeatureLevel(tok, grid, "dinov2")], source=image)
+
+
+def teacher_tokens_batched(
+    backbone, rgb01: torch.Tensor, grid_hw: tuple[int, int], batch_images: int
+) -> torch.Tensor:
+    """:func:`teacher_tokens` of every image of ``[N, 3, H, W]``: ``[N, h * w, D]``.
+
+    A backbone with a batched ``tokens`` method encodes ``batch_images`` images per forward pass
+    (the same tokens as one at a time, to rounding); any other backbone goes image by image.
+    """
+    if not hasattr(backbone, "tokens"):
+        return torch.stack([teacher_tokens(backbone, x, grid_hw) for x in rgb01])
+    out = []
+    for start in range(0, len(rgb01), batch_images):
+        feats = backbone.tokens(rgb01[start : start + batch_images]).float()
+        feats = F.interpolate(feats, size=grid_hw, mode="bilinear", align_corners=False)
+        out.append(feats.flatten(2).transpose(1, 2))
+    return torch.cat(out).contiguous()
 
 
 def teacher_tokens(backbone, rgb01: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

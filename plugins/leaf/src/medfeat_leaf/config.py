@@ -105,6 +105,12 @@ class TrainingConfig(ConfigModel):
     teacher_image_size_px: int | None = Field(
         224, description="Resize before the teacher (DINOv2: 224); none keeps the training size."
     )
+    teacher_batch_images: int = Field(
+        16,
+        ge=1,
+        description="Images per teacher forward pass when the teacher tokens are computed before "
+        "training (backbones with a batched `tokens` method; same tokens, to rounding).",
+    )
 
 
 class LeafConfig(ConfigModel):

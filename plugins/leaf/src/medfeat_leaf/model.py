@@ -85,6 +85,11 @@ class LeafModel(nn.Module):
         """z^x: the trainable encoder's posterior mode times the latent scale."""
         return self.image_encoder(images) * self.image_latent_scale
 
+    def encode_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """z^y: the frozen mask codec's latent of ``{0, 1}`` masks (no autograd graph)."""
+        with torch.no_grad():
+            return self.mask_codec.encode(masks)
+
     def denoise(self, z_x: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.unet(torch.cat([z_x, z_t], dim=1), t).sample
 
@@ -99,10 +104,18 @@ class LeafModel(nn.Module):
         masks: torch.Tensor,
         generator: torch.Generator,
         teacher_tokens: torch.Tensor | None = None,
+        mask_latents: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Diffusion L1 loss (+ lambda * distillation) for images in [-1, 1] and {0, 1} masks."""
-        with torch.no_grad():
-            z_y = self.mask_codec.encode(masks)
+        """Diffusion L1 loss (+ lambda * distillation) for images in [-1, 1] and {0, 1} masks.
+
+        ``mask_latents``: the frozen codec's ``encode(masks)``, when the caller kept them from an
+        earlier step (the codec is frozen and deterministic, so they never change). The latents
+        are made contiguous either way: a VAE returns channels-last latents for some batch sizes
+        and not others, and the U-Net's dropout draws its mask in memory order.
+        """
+        if mask_latents is None:
+            mask_latents = self.encode_masks(masks)
+        z_y = mask_latents.contiguous()
         z_x = self.encode_image(images)
         b = images.shape[0]
         t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator).to(images.device)
@@ -124,7 +137,7 @@ class LeafModel(nn.Module):
         return result
 
     # ----------------------------------------------------------------- inference
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_probability(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:

@@ -23,7 +23,7 @@ from medfeat.api import (
     setup_distributed,
     stop_requests,
 )
-from medfeat_leaf.backbone import teacher_tokens
+from medfeat_leaf.backbone import teacher_tokens_batched
 from medfeat_leaf.metrics import mean_dice_iou
 from medfeat_leaf.model import LeafModel
 from medfeat_leaf.tensors import image_tensor, mask_tensor, to_input_grid
@@ -81,6 +81,9 @@ class Trainer:
             teacher,
         )
         self.cfg = model.config.training
+        #: mask latents by (sample index, horizontal flip, vertical flip); see _mask_latents
+        self._latents: dict[tuple[int, bool, bool], torch.Tensor] = {}
+        self.cache_mask_latents = True
         place = setup_distributed(context.device)
         self.rank, self.world, self.device = place.rank, place.world_size, place.device
 
@@ -93,13 +96,29 @@ class Trainer:
         if self.teacher is not None:
             grid = self.model.token_grid(size)
             tsize = self.cfg.teacher_image_size_px or size
-            tokens = torch.stack(
+            per = self.cfg.teacher_batch_images
+            chunks = [samples[i : i + per] for i in range(0, len(samples), per)]
+            tokens = torch.cat(
                 [
-                    teacher_tokens(self.teacher, image_tensor(s.image, tsize), grid)
-                    for s in self.context.progress.track(samples, "Teacher tokens")
+                    teacher_tokens_batched(
+                        self.teacher,
+                        torch.stack([image_tensor(s.image, tsize) for s in chunk]),
+                        grid,
+                        per,
+                    )
+                    for chunk in self.context.progress.track(chunks, "Teacher tokens")
                 ]
             ).reshape(len(samples), *grid, -1)
         return images, masks, tokens
+
+    def _mask_latents(self, keys: list[tuple[int, bool, bool]], masks: torch.Tensor):
+        """z^y of the batch's (flipped) masks, each encoded once per training run: the codec is
+        frozen and deterministic, so a (sample, flips) pair always has the same latent. Each is
+        encoded alone, so its value does not depend on the batch it first came in."""
+        for key, mask in zip(keys, masks, strict=True):
+            if key not in self._latents:
+                self._latents[key] = self.model.encode_masks(mask[None])
+        return torch.cat([self._latents[k] for k in keys])
 
     # ----------------------------------------------------------------- state
     def _state(self, step, opt, sched, ema, history) -> dict:
@@ -171,9 +190,11 @@ class Trainer:
                 ]
                 x, m = images[idx] * 2 - 1, masks[idx]
                 tok = tokens[idx] if tokens is not None else None
+                keys = [(int(i), False, False) for i in idx]
                 if cfg.hflip:
                     flips = torch.rand(len(idx), 2, generator=g) < 0.5
                     for i, (fh, fv) in enumerate(flips.tolist()):
+                        keys[i] = (keys[i][0], fh, fv)
                         dims = [d for d, f in ((-1, fh), (-2, fv)) if f]
                         if dims:
                             x[i], m[i] = x[i].flip(dims), m[i].flip(dims)
@@ -182,7 +203,8 @@ class Trainer:
                 x, m = x.to(self.device), m.to(self.device)
                 tok = tok.flatten(1, 2).to(self.device) if tok is not None else None
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                    out = net(x, m, g, tok)
+                    z_y = self._mask_latents(keys, m) if self.cache_mask_latents else None
+                    out = net(x, m, g, tok, mask_latents=z_y)
                 opt.zero_grad(set_to_none=True)
                 out["total"].backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
