@@ -133,9 +133,25 @@ def resize_field(disp_vox: Tensor, factor: float, shape: tuple[int, int, int]) -
     convention of ``avg_pool3d`` with stride ``factor``, i.e. voxel corners aligned); values
     beyond the outer centres are extended from the border.
     """
+    source_shape = tuple(disp_vox.shape[-3:])
+    if factor == 1.0 and source_shape == tuple(shape):
+        return disp_vox.clone()
+    if factor > 1.0 and float(factor).is_integer():
+        return _upsample_field(disp_vox, int(factor), shape) * factor
     target = Grid.from_shape(shape)
-    coarse = target.with_shape_and_spacing(tuple(disp_vox.shape[-3:]), (float(factor),) * 3)
+    coarse = target.with_shape_and_spacing(source_shape, (float(factor),) * 3)
     return resample_tensor(disp_vox, coarse, target, padding="border") * factor
+
+
+def _upsample_field(disp_vox: Tensor, factor: int, shape: tuple[int, int, int]) -> Tensor:
+    """:func:`resize_field`'s resampling for a whole ``factor``: ``interpolate`` places coarse
+    voxel ``c`` at ``(c + 0.5) * factor - 0.5`` too (``align_corners=False``) and clamps beyond
+    the outer centres; the rows past ``factor`` times the coarse shape repeat the border."""
+    up = F.interpolate(disp_vox, scale_factor=factor, mode="trilinear", align_corners=False)
+    extra = [max(0, n - m) for n, m in zip(shape, up.shape[-3:], strict=True)]
+    if any(extra):
+        up = F.pad(up, (0, extra[2], 0, extra[1], 0, extra[0]), mode="replicate")
+    return up[..., : shape[0], : shape[1], : shape[2]]
 
 
 _CORNERS = ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1))
@@ -173,6 +189,10 @@ def trilinear_points(volume_cl: Tensor, points_vox: Tensor) -> Tensor:
     Equivalent to :func:`sample_points` but gathers contiguous channel vectors, which is much
     faster on CPU for many channels.
     """
+    if not volume_cl.requires_grad:
+        from medfeat.engine.point_sampling import sample_fixed_volume
+
+        return sample_fixed_volume(volume_cl, points_vox)
     d, h, w, c = volume_cl.shape
     idx, wts = trilinear_weights(points_vox, (d, h, w))
     vals = volume_cl.reshape(-1, c).index_select(0, idx.reshape(-1)).view(*idx.shape, c)
