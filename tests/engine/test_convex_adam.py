@@ -198,3 +198,21 @@ def test_a_coarse_grid_larger_than_the_image_is_a_clear_error(blob_phantom):
     config = ConvexAdamConfig(grid_spacing_mm=90, search_radius_mm=90)
     with pytest.raises(ConfigError, match="grid_spacing_mm = 90 mm leaves fewer than 2 voxels"):
         convex_adam(feat, feat, config, spacing_mm=MM)
+
+
+def test_instance_optimisation_subsets_use_every_point_once_per_pass():
+    import torch
+
+    from medfeat.engine.convex_adam import _Subsets
+
+    rows = torch.arange(10)
+    subsets = _Subsets((rows, rows * 2.0), 3, torch.Generator().manual_seed(0))
+    one_pass = [subsets.next() for _ in range(4)]  # 10 rows dealt into 4 subsets of <= 3
+    taken = torch.cat([a for a, _ in one_pass])
+    assert sorted(taken.tolist()) == list(range(10))  # every row once per pass
+    assert all(len(a) <= 3 and torch.equal(b, a * 2.0) for a, b in one_pass)  # aligned arrays
+    assert all(bool((a.diff() == 4).all()) for a, _ in one_pass)  # interleaved, raster order
+    next_pass = torch.cat([subsets.next()[0] for _ in range(4)])
+    assert sorted(next_pass.tolist()) == list(range(10))
+    everything = _Subsets((rows,), 20, torch.Generator().manual_seed(0)).next()[0]
+    assert torch.equal(everything, rows)  # all rows when the subset is not smaller

@@ -217,6 +217,27 @@ class _Adam:
         self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
 
 
+class _Subsets:
+    """Subsets of at most ``size`` rows of aligned ``arrays``: the rows are dealt into
+    ``ceil(rows / size)`` interleaved subsets (every n-th row, from offset 0 to n - 1), taken in
+    a random order drawn afresh for each pass, so every row is used once per pass, each subset
+    covers the whole mask evenly, and the rows stay in raster order (cache-friendly gathers)."""
+
+    def __init__(self, arrays: tuple[Tensor, ...], size: int, generator: torch.Generator):
+        self.arrays, self.generator = arrays, generator
+        rows = arrays[0].shape[0]
+        self.count = max(1, -(-rows // max(size, 1)))
+        self.order: list[int] = []
+
+    def next(self) -> tuple[Tensor, ...]:
+        if self.count == 1:
+            return self.arrays
+        if not self.order:
+            self.order = torch.randperm(self.count, generator=self.generator).tolist()
+        k = self.order.pop()
+        return tuple(a[k :: self.count] for a in self.arrays)
+
+
 def _instance_optimisation(
     feat_fixed: Tensor,
     feat_moving: Tensor,
@@ -238,8 +259,9 @@ def _instance_optimisation(
 
     The field is a control grid with spacing ``c = grid_spacing`` (io voxels), smoothed
     every iteration and trilinearly interpolated; the SSD data term is evaluated at a random
-    subset of at most ``max_points`` io voxels (inside ``mask_io`` when given), drawn afresh
-    every iteration when ``resample`` else once, from a generator seeded with ``seed``.
+    subset of at most ``max_points`` io voxels (inside ``mask_io`` when given): one of
+    :class:`_Subsets`' interleaved subsets per step when ``resample``, else one random subset
+    drawn once; the generator is seeded with ``seed``.
     ``init_io`` and the result are ``[1, 3, *shape_io]`` in io voxels.
     """
     shape_io = tuple(init_io.shape[-3:])
@@ -271,16 +293,14 @@ def _instance_optimisation(
     def smoothed(p: Tensor) -> Tensor:
         return smooth_field(p, smoothing_kernel, config.field_smoothing_passes)
 
+    subsets = _Subsets((pts, fixed_pts, ctrl_idx, ctrl_w), m, gen)
     for it in range(iterations):
         param.grad = None
         field = smoothed(param)
-        if m < n_pts:
-            sub = torch.randperm(n_pts, generator=gen)[:m].to(pts.device)
-            p_io, f_pts, idx, w = pts[sub], fixed_pts[sub], ctrl_idx[sub], ctrl_w[sub]
-        else:
-            p_io, f_pts, idx, w = pts, fixed_pts, ctrl_idx, ctrl_w
-        flat = field.reshape(3, -1).t()
-        u = (flat.index_select(0, idx.reshape(-1)).view(*idx.shape, 3) * w.unsqueeze(-1)).sum(1)
+        p_io, f_pts, idx, w = subsets.next()
+        flat = field.reshape(3, -1).t().contiguous()  # [control points, 3]
+        corners = flat.index_select(0, idx.reshape(-1)).view(*idx.shape, 3)  # [M, 8, 3]
+        u = torch.bmm(w.unsqueeze(1), corners).squeeze(1)
         warped = trilinear_points(moving_cl, p_io + u)  # [M, C]
         data = (warped - f_pts).pow(2).sum(1).mean()
         reg = diffusion(field / c)  # squared gradient in io voxels per io voxel

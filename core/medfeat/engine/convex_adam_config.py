@@ -75,8 +75,9 @@ class ConvexAdamConfig(ConfigModel):
     )
     io_max_points: int = _count(
         0,
-        "Data term per Adam step on a fresh random subset of at most this many io voxels, "
-        "inside the fixed mask when given (count; 0 = all).",
+        "Data term per Adam step on at most this many io voxels (inside the fixed mask when "
+        "given): the voxels are dealt into interleaved subsets of this size, one per step, in "
+        "a random order per pass (count; 0 = all).",
     )
     adam_iterations: int = _count(80, "Adam steps of the instance optimisation (count; 0 = off).")
     adam_lr_mm: float = _length(

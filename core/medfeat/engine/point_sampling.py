@@ -15,8 +15,6 @@ from torch import Tensor
 
 __all__ = ["sample_fixed_volume"]
 
-_SIGNS = (-1.0, 1.0)  # d/df of the corner weights (1 - f, f)
-
 
 class _FixedVolumeSample(torch.autograd.Function):
     """``[N, C]`` trilinear samples of ``volume_cl`` ``[D, H, W, C]`` at ``points`` ``[N, 3]``
@@ -59,16 +57,12 @@ class _FixedVolumeSample(torch.autograd.Function):
         corners, wz, wy, wx, inside = ctx.saved_tensors
         dots = torch.bmm(corners, grad.to(corners.dtype).unsqueeze(-1)).view(-1, 2, 2, 2)
         dots = dots.to(wz.dtype)  # [N, z, y, x] in the points' dtype
-        sign = torch.tensor(_SIGNS, device=wz.device, dtype=wz.dtype)
-        gz = (dots * sign[None, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]).sum(
-            (1, 2, 3)
-        )
-        gy = (dots * wz[:, :, None, None] * sign[None, None, :, None] * wx[:, None, None, :]).sum(
-            (1, 2, 3)
-        )
-        gx = (dots * wz[:, :, None, None] * wy[:, None, :, None] * sign[None, None, None, :]).sum(
-            (1, 2, 3)
-        )
+        # d/dz: the x-then-y interpolation at z = 1 minus that at z = 0; likewise for y and x
+        along_x = (dots * wx[:, None, None, :]).sum(3)  # [N, z, y]
+        gz = ((along_x[:, 1] - along_x[:, 0]) * wy).sum(1)
+        gy = ((along_x[:, :, 1] - along_x[:, :, 0]) * wz).sum(1)
+        along_y = (dots * wy[:, None, :, None]).sum(2)  # [N, z, x]
+        gx = ((along_y[:, :, 1] - along_y[:, :, 0]) * wz).sum(1)
         return None, torch.stack((gz, gy, gx), dim=1) * inside
 
 
