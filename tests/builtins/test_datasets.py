@@ -101,3 +101,27 @@ def test_indexed_adapters_list_without_reading_and_load_by_id(tmp_path):
         data.load_case("b")
     with pytest.raises(InputFileError, match="no case 'c'"):
         data.load_case("c")
+
+
+def test_pairs_csv_reads_a_moving_mask_on_its_own_grid(tmp_path):
+    from medfeat.builtins.datasets import CsvPairsConfig, CsvPairsDataset
+    from medfeat.geometry import Grid, Image
+    from medfeat.io.images import write_image
+
+    fixed = Image(np.zeros((6, 7, 8), np.float32), Grid.from_shape((6, 7, 8), 2.0))
+    moving_grid = Grid.from_shape((5, 5, 5), (1.0, 1.5, 3.0))
+    moving = Image(np.ones((5, 5, 5), np.float32), moving_grid)
+    mask = np.zeros((5, 5, 5), np.uint8)
+    mask[1:4, 2:4, 0:2] = 1
+    for name, image in [("f", fixed), ("m", moving), ("mm", Image(mask, moving_grid))]:
+        write_image(image, tmp_path / f"{name}.nii.gz")
+    (tmp_path / "pairs.csv").write_text(
+        "case_id,fixed,moving,moving_mask\np,f.nii.gz,m.nii.gz,mm.nii.gz\n"
+    )
+
+    dataset = CsvPairsDataset(CsvPairsConfig(csv=tmp_path / "pairs.csv"))
+    case = dataset.load_case("p")
+    assert case.fixed_mask is None
+    assert case.moving_mask.grid.same_as(moving_grid)
+    assert np.array_equal(case.moving_mask.numpy() > 0, mask > 0)
+    assert tmp_path / "mm.nii.gz" in dataset.list_cases()[0][1]  # checksummed with the inputs

@@ -49,6 +49,11 @@ class FilesConfig(BaseModel):
     fixed_mask: Path | None = Field(
         None, description="Mask of the fixed image that weights the data term."
     )
+    moving_mask: Path | None = Field(
+        None,
+        description="Mask of the moving image (its own grid; used by optimisers and aligners "
+        "that accept one, with the pipeline's moving_mask: from-data).",
+    )
     case_id: str = Field("case", description="Name of the case (its output folder).")
 
 
@@ -60,6 +65,7 @@ def _pair_inputs(config: FilesConfig) -> list[Path]:
         config.fixed_labels,
         config.moving_labels,
         config.fixed_mask,
+        config.moving_mask,
     ]
     paths += [s.path for s in (config.fixed_landmarks, config.moving_landmarks) if s]
     return [p for p in paths if p]
@@ -101,6 +107,7 @@ def load_pair(config: FilesConfig) -> RegistrationCase:
         fixed_labels=read_image(config.fixed_labels) if config.fixed_labels else None,
         moving_labels=read_image(config.moving_labels) if config.moving_labels else None,
         fixed_mask=read_image(config.fixed_mask) if config.fixed_mask else None,
+        moving_mask=read_image(config.moving_mask) if config.moving_mask else None,
     )
     case.inputs = _pair_inputs(config)
     return case
@@ -129,7 +136,7 @@ def make_files(config: FilesConfig, context) -> FilesDataset:
 class CsvPairsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     csv: Path = Field(
-        description="CSV with columns fixed, moving and optionally case_id, fixed_landmarks, moving_landmarks, fixed_labels, moving_labels, fixed_mask. Relative paths are relative to the CSV."
+        description="CSV with columns fixed, moving and optionally case_id, fixed_landmarks, moving_landmarks, fixed_labels, moving_labels, fixed_mask, moving_mask. Relative paths are relative to the CSV."
     )
     landmark_axis_order: Literal["xyz", "zyx"] | None = Field(
         None, description="Axis order of voxel-index landmark files."
@@ -205,6 +212,7 @@ class CsvPairsDataset:
             fixed_labels=path("fixed_labels"),
             moving_labels=path("moving_labels"),
             fixed_mask=path("fixed_mask"),
+            moving_mask=path("moving_mask"),
             case_id=(row.get("case_id") or f"pair_{index:03d}").strip(),
         )
 
