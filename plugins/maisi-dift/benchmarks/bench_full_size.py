@@ -54,6 +54,7 @@ def _backbone(args, intensity: str):
         encoder=args.encoder,
         autoencoder_num_splits=args.splits,
         encoder_slab_mib=args.slab_mib,
+        encoder_recompute=args.encoder_recompute,
         unet_attention=args.attention,
     )
     return make_maisi_dift(cfg, RunContext(device=args.device, seed=0))  # warns: random weights
@@ -196,6 +197,11 @@ def main() -> int:
     p.add_argument("--splits", type=int, default=4, help="autoencoder_num_splits (--encoder monai)")
     p.add_argument("--encoder", choices=["streaming", "monai"], default="streaming")
     p.add_argument("--slab-mib", type=int, default=256, help="encoder_slab_mib (streaming)")
+    p.add_argument(
+        "--encoder-recompute",
+        action="store_true",
+        help="encoder_recompute: true (one full-resolution activation, slower encoder)",
+    )
     p.add_argument("--attention", choices=["fused", "explicit"], default="fused")
     p.add_argument(
         "--architecture",

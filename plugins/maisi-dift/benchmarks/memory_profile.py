@@ -21,8 +21,12 @@ STAGES = {
     "encoder-monai-splits4": ("encoder", {"encoder": "monai", "splits": 4}),
     "encoder-monai-splits1": ("encoder", {"encoder": "monai", "splits": 1}),
     "encoder-streaming": ("encoder", {"encoder": "streaming"}),
+    "encoder-streaming-recompute": ("encoder", {"encoder": "streaming", "recompute": True}),
     "unet-explicit-attention": ("unet", {"attention": "explicit"}),
     "unet-fused-attention": ("unet", {"attention": "fused"}),
+    # the whole pipeline: build, extract A, extract B, match 375 queries (20 mm box, native cells)
+    "pair": ("pair", {}),
+    "pair-recompute": ("pair", {"recompute": True}),
 }
 
 
@@ -30,6 +34,38 @@ def _rss_gib() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**30
+
+
+def _pair_stage(size: int, recompute: bool):
+    """The whole pipeline on a generated HU pair of ``size``^3 (networks built inside)."""
+    import numpy as np
+    import torch
+
+    from medfeat.api import RunContext
+    from medfeat.geometry import Grid, Image, PointSet
+
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn((1, 1, size // 8, size // 8, size // 8), generator=gen)
+    vol = torch.nn.functional.interpolate(noise, size=(size,) * 3, mode="trilinear")[0, 0]
+    vol = (vol * 600.0 - 300.0).numpy().astype(np.float32)
+    grid = Grid.from_shape((size,) * 3, 256.0 / size)  # a 256 mm box at any size
+    a, b = Image(vol, grid), Image(np.roll(vol, 3, axis=0), grid)
+    pts = grid.array_index_to_world(np.random.default_rng(0).uniform(0.1, 0.9, (375, 3)) * size)
+
+    def stage():
+        from medfeat_maisi_dift.backbone import make_maisi_dift
+        from medfeat_maisi_dift.config import MaisiDiftConfig, MedDiftMatcherConfig
+        from medfeat_maisi_dift.matcher import MedDiftMatcher
+
+        cfg = MaisiDiftConfig(random_weights=True, intensity="hu", encoder_recompute=recompute)
+        bb = make_maisi_dift(cfg, RunContext(seed=0))
+        fa, fb = bb.extract_pair(a, b)
+        del bb
+        return MedDiftMatcher(MedDiftMatcherConfig(box_half_size_mm=20.0)).match(
+            fa, fb, PointSet(pts)
+        )
+
+    return stage
 
 
 def run_stage(name: str, size: int) -> dict:
@@ -48,8 +84,10 @@ def run_stage(name: str, size: int) -> dict:
 
         def stage():
             if opts["encoder"] == "streaming":
-                return encode_streaming(net, x)
+                return encode_streaming(net, x, recompute=opts.get("recompute", False))
             return net.encode(x)
+    elif kind == "pair":
+        stage = _pair_stage(size, opts.get("recompute", False))
     else:
         from medfeat_maisi_dift.backbone import use_fused_attention
         from medfeat_maisi_dift.diffusion import region_tensor, up_block_features

@@ -273,8 +273,13 @@ def test_memory_refusal_names_the_settings(tiny_config, ct_image, monkeypatch):
     monai = MaisiDiftBackbone(
         tiny_config(architecture="v1", size_multiple_vox=128, encoder="monai"), seed=0
     )
+    recompute = MaisiDiftBackbone(
+        tiny_config(architecture="v1", size_multiple_vox=128, encoder_recompute=True), seed=0
+    )
     assert monai.estimate_memory_bytes(ct_image) > streaming.estimate_memory_bytes(ct_image)
+    assert streaming.estimate_memory_bytes(ct_image) > recompute.estimate_memory_bytes(ct_image)
     monkeypatch.setattr(resources, "available_bytes", lambda device: 2**30)
     with pytest.raises(ResourceError) as err:
         resources.check_fits(streaming, "Feature extraction", "cpu", ct_image)
     assert "encoder_slab_mib" in err.value.remedy and "encoder: streaming" in err.value.remedy
+    assert "encoder_recompute: true" in err.value.remedy

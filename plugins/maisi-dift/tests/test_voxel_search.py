@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from medfeat_maisi_dift.config import MedDiftMatcherConfig
 from medfeat_maisi_dift.matcher import MedDiftMatcher
 from medfeat_maisi_dift.preprocess import reorient_to_ras
-from medfeat_maisi_dift.voxel_search import ExactVoxelScorer, axis_maps, inverse_norms
+from medfeat_maisi_dift.voxel_search import ExactVoxelScorer, axis_maps, describe_points
 
 from medfeat.components import FeatureLevel, FeatureMap
 from medfeat.geometry import Grid, Image, PointSet
@@ -106,11 +106,10 @@ def test_inverse_norms_equal_explicit_upsampling():
     scorer = ExactVoxelScorer(
         [(lv.data, lv.grid.array_index_to_world_matrix()) for lv in fb.levels]
     )
-    for lv, cells, maps in zip(fb.levels, scorer.levels, scorer.maps_for(g), strict=True):
-        _, h, local = cells.crop(maps)
-        got = inverse_norms(h, local).reshape(-1).double()
+    assert scorer.prepare(g)
+    for lv, got in zip(fb.levels, scorer.inverse, strict=True):
         want = 1 / upsampled(lv, world).norm(dim=1)
-        torch.testing.assert_close(got, want, rtol=2e-6, atol=0)
+        torch.testing.assert_close(got.reshape(-1).double(), want, rtol=2e-6, atol=0)
 
 
 def test_oblique_levels_fall_back_to_interpolation_and_stay_exact():
@@ -130,15 +129,55 @@ def test_oblique_levels_fall_back_to_interpolation_and_stay_exact():
     np.testing.assert_allclose(got.scores, want_score, atol=1e-5)
 
 
-def test_global_search_over_slabs(monkeypatch):
-    """Several candidate slabs give the same result as one."""
+@pytest.mark.parametrize("box_mm", [None, 3.0])
+def test_small_batches_slabs_and_chunks_give_the_same_result(monkeypatch, box_mm):
+    """Many query batches, candidate slabs and last-axis chunks (ragged) equal brute force."""
     import medfeat_maisi_dift.voxel_search as vs
 
     ga, gb = CASES["permuted-and-flipped"]()
     fa, fb = as_backbone_levels(ga, 6), as_backbone_levels(gb, 7)
-    queries = ga.array_index_to_world(np.random.default_rng(2).uniform(0, 8, (6, 3)))
-    want_pos, want_score = brute_force(fa, fb, queries)
-    monkeypatch.setattr(vs, "SLAB_VOXELS", 2 * gb.shape[1] * gb.shape[2] + 1)
-    got = MedDiftMatcher(MedDiftMatcherConfig()).match(fa, fb, PointSet(queries))
+    queries = gb.array_index_to_world(np.random.default_rng(2).uniform(0, 8, (6, 3)))
+    want_pos, want_score = brute_force(fa, fb, queries, box_mm)
+    monkeypatch.setattr(vs, "WORK_ELEMENTS", 2000)
+    monkeypatch.setattr(vs, "CHUNK_VOXELS", 5)
+    got = MedDiftMatcher(MedDiftMatcherConfig(box_half_size_mm=box_mm)).match(
+        fa, fb, PointSet(queries)
+    )
+    np.testing.assert_allclose(got.points.points, want_pos, atol=1e-9)
+    np.testing.assert_allclose(got.scores, want_score, atol=1e-5)
+
+
+def test_boxes_outside_the_image_give_no_candidate():
+    ga, gb = CASES["axis-aligned"]()
+    fa, fb = as_backbone_levels(ga, 8), as_backbone_levels(gb, 9)
+    inside = gb.array_index_to_world(np.array([[3.0, 4.0, 5.0]]))
+    queries = np.concatenate([inside, inside + 500.0])
+    scorer = ExactVoxelScorer(
+        [(lv.data, lv.grid.array_index_to_world_matrix()) for lv in fb.levels]
+    )
+    assert scorer.prepare(gb)
+    desc = [
+        describe_points(lv.data, lv.grid.array_index_to_world_matrix(), queries) for lv in fa.levels
+    ]
+    idx, best = scorer.best_in_boxes(desc, queries, np.full(3, 3.0))
+    want_pos, want_score = brute_force(fa, fb, inside, 3.0)
+    got = gb.array_index_to_world(np.array(np.unravel_index(int(idx[0]), gb.shape), float)[None])
+    np.testing.assert_allclose(got[0], want_pos[0], atol=1e-9)
+    assert abs(float(best[0]) - want_score[0]) < 1e-5
+    assert int(idx[1]) == -1 and float(best[1]) == -np.inf
+
+
+def test_box_search_on_an_oblique_image_grid():
+    """Levels aligned with an oblique image: the world box is not aligned with the voxels."""
+    c, s = np.cos(0.4), np.sin(0.4)
+    g = Grid.from_shape(
+        (9, 10, 11), spacing=(1.2, 1.0, 1.5), direction=[[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    )
+    fa, fb = random_levels(g, g, 1), random_levels(g, g, 2)
+    queries = g.array_index_to_world(np.random.default_rng(0).uniform(1, 8, (7, 3)))
+    got = MedDiftMatcher(MedDiftMatcherConfig(box_half_size_mm=3.0)).match(
+        fa, fb, PointSet(queries)
+    )
+    want_pos, want_score = brute_force(fa, fb, queries, 3.0)
     np.testing.assert_allclose(got.points.points, want_pos, atol=1e-9)
     np.testing.assert_allclose(got.scores, want_score, atol=1e-5)

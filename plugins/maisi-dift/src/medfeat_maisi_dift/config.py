@@ -114,6 +114,12 @@ class MaisiDiftConfig(ConfigModel):
         description="Size (MiB) of one slab of the streaming encoder: smaller = less memory, "
         "slightly slower.",
     )
+    encoder_recompute: bool = Field(
+        False,
+        description="encoder 'streaming' only: residual blocks keep one full-resolution "
+        "activation instead of two by computing their first convolution twice (about 4 GiB "
+        "less at 256^3, a slower encoder; same result up to float rounding).",
+    )
     autoencoder_num_splits: int = Field(
         4,
         ge=1,

@@ -46,7 +46,14 @@ def norm_pre(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool) -> Pre:
         part = view[:, i : i + 1].to(dtype=torch.float32)
         means.append(part.mean([2, 3, 4, 5], keepdim=True))
         stds.append(part.var([2, 3, 4, 5], unbiased=False, keepdim=True).add_(norm.eps).sqrt_())
-    mean, std = torch.cat(means, 1), torch.cat(stds, 1)
+    return norm_apply(norm, torch.cat(means, 1), torch.cat(stds, 1), silu=silu)
+
+
+def norm_apply(norm: nn.GroupNorm, mean: torch.Tensor, std: torch.Tensor, *, silu: bool) -> Pre:
+    """Slab function normalising by per-group ``mean``/``std`` ``[N, g, 1, 1, 1, 1]``, then
+    ``norm``'s affine and optionally SiLU."""
+    g = norm.num_groups
+    c = norm.num_channels
     weight = norm.weight.view(1, c, 1, 1, 1) if norm.affine else None
     bias = norm.bias.view(1, c, 1, 1, 1) if norm.affine else None
 
@@ -58,6 +65,27 @@ def norm_pre(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool) -> Pre:
         return F.silu(out) if silu else out
 
     return apply
+
+
+def conv_rows(
+    x: torch.Tensor,
+    conv: nn.Conv3d,
+    pad_lo: tuple[int, int, int],
+    pad_hi: tuple[int, int, int],
+    a: int,
+    b: int,
+    pre: Pre | None = None,
+) -> torch.Tensor:
+    """Output rows ``a:b`` (axis 2) of ``conv(zero_pad(pre(x)))``, from x's rows and halo only."""
+    d = x.shape[2]
+    k, s = conv.kernel_size, conv.stride
+    r0 = a * s[0] - pad_lo[0]
+    r1 = (b - 1) * s[0] + k[0] - pad_lo[0]
+    src = x[:, :, max(r0, 0) : min(r1, d)]
+    if pre is not None:
+        src = pre(src)
+    pads = (pad_lo[2], pad_hi[2], pad_lo[1], pad_hi[1], max(0, -r0), max(0, r1 - d))
+    return F.conv3d(F.pad(src, pads), conv.weight, conv.bias, stride=s)
 
 
 def conv_slabs(
@@ -90,14 +118,7 @@ def conv_slabs(
     rows = max(1, slab_bytes // (x.element_size() * (in_row + out_row)))
     for a in range(0, sizes[0], rows):
         b = min(a + rows, sizes[0])
-        r0 = a * s[0] - pad_lo[0]
-        r1 = (b - 1) * s[0] + k[0] - pad_lo[0]
-        src = x[:, :, max(r0, 0) : min(r1, d)]
-        if pre is not None:
-            src = pre(src)
-        pads = (pad_lo[2], pad_hi[2], pad_lo[1], pad_hi[1], max(0, -r0), max(0, r1 - d))
-        y = F.conv3d(F.pad(src, pads), conv.weight, conv.bias, stride=s)
-        del src
+        y = conv_rows(x, conv, pad_lo, pad_hi, a, b, pre)
         if residual is not None:
             y += residual(a, b)
         out[:, :, a:b] = y
@@ -129,10 +150,70 @@ def _res_block(block: nn.Module, x: torch.Tensor, owned: bool, slab: int) -> tor
     )  # fmt: skip
 
 
+def _slab_rows(x: torch.Tensor, conv: nn.Conv3d, slab: int) -> int:
+    """Rows of one slab of a stride-1 same-padded convolution (at least 2)."""
+    row = x.shape[3] * x.shape[4] * (x.shape[1] * 3 + conv.out_channels * 3)
+    return max(2, slab // (x.element_size() * row))
+
+
+def _res_block_recompute(block: nn.Module, x: torch.Tensor, owned: bool, slab: int) -> torch.Tensor:
+    """``MaisiResBlock`` holding only its input: ``conv1``'s output is never stored whole.
+
+    A first pass computes ``h = conv1(silu(norm1(x)))`` slab by slab only for ``norm2``'s group
+    statistics (float64 sums); a second pass recomputes each slab of ``h`` with the rows that
+    ``conv2`` needs and writes ``x + conv2(silu(norm2(h)))`` into ``x``, one slab behind, once
+    no later slab reads those rows. ``conv1`` runs twice: less memory, more time.
+    """
+    c1, c2 = conv_of(block.conv1), conv_of(block.conv2)
+    pre1 = norm_pre(block.norm1, x, silu=True)
+    pad1, pad2 = _same_pad(c1), _same_pad(c2)
+    n, d = x.shape[0], x.shape[2]
+    rows = _slab_rows(x, c1, slab)
+    g, c = block.norm2.num_groups, c1.out_channels
+    sums = torch.zeros((n, g), dtype=torch.float64, device=x.device)
+    squares = torch.zeros_like(sums)
+    for a in range(0, d, rows):
+        h = conv_rows(x, c1, *pad1, a, min(a + rows, d), pre1).view(n, g, -1).double()
+        sums += h.sum(2)
+        squares += (h * h).sum(2)
+        del h
+    count = (c // g) * x[0, 0].numel()
+    mean = sums / count
+    var = (squares / count - mean * mean).clamp_min(0)
+    view = (n, g, 1, 1, 1, 1)
+    std = (var + block.norm2.eps).sqrt().float().view(view)
+    pre2 = norm_apply(block.norm2, mean.float().view(view), std, silu=True)
+    out = x if owned else torch.empty_like(x)
+    pending: tuple[int, int, torch.Tensor] | None = None
+    k2 = pad2[0][0]
+    for a in range(0, d, rows):
+        b = min(a + rows, d)
+        lo, hi = max(a - k2, 0), min(b + k2, d)
+        h = pre2(conv_rows(x, c1, *pad1, lo, hi, pre1))
+        pads = (k2, k2, k2, k2, k2 - (a - lo), k2 - (hi - b))
+        y = F.conv3d(F.pad(h, pads), c2.weight, c2.bias)
+        del h
+        y += x[:, :, a:b]
+        if pending is not None:  # this slab has read the rows of x it needs: write the last one
+            out[:, :, pending[0] : pending[1]] = pending[2]
+        pending = (a, b, y)
+    if pending is not None:
+        out[:, :, pending[0] : pending[1]] = pending[2]
+    return out
+
+
 def encode_streaming(
-    autoencoder: nn.Module, x: torch.Tensor, *, slab_bytes: int = 256 * 2**20
+    autoencoder: nn.Module,
+    x: torch.Tensor,
+    *,
+    slab_bytes: int = 256 * 2**20,
+    recompute: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(z_mu, z_sigma)`` of MONAI's ``AutoencoderKL.encode`` with slab-wise layers."""
+    """``(z_mu, z_sigma)`` of MONAI's ``AutoencoderKL.encode`` with slab-wise layers.
+
+    ``recompute``: residual blocks with as many input as output channels hold one
+    full-resolution activation instead of two, computing their first convolution twice.
+    """
     from monai.apps.generation.maisi.networks.autoencoderkl_maisi import (
         MaisiConvolution,
         MaisiDownsample,
@@ -147,7 +228,9 @@ def encode_streaming(
         blk = blocks[i]
         nxt = blocks[i + 1] if i + 1 < len(blocks) else None
         if isinstance(blk, MaisiResBlock):
-            x = _res_block(blk, x, owned, slab_bytes)
+            same = blk.in_channels == blk.out_channels
+            block_fn = _res_block_recompute if recompute and same else _res_block
+            x = block_fn(blk, x, owned, slab_bytes)
         elif isinstance(blk, MaisiConvolution):
             c = conv_of(blk)
             x = conv_slabs(x, c, *_same_pad(c), slab_bytes=slab_bytes)

@@ -31,13 +31,13 @@ class MedDiftMatcher:
         cells = sum(lv.grid.num_voxels for lv in features_b.levels)
         copies = 4 * c * cells  # channels-last (or edge-padded) copies of B's levels
         if self.config.candidates == "image" and self.config.image_scoring == "native-cells":
-            from medfeat_maisi_dift.voxel_search import SLAB_VOXELS
+            from medfeat_maisi_dift.voxel_search import WORK_ELEMENTS
 
-            # 27 quadratic-form maps (float64) per cell, 14 products while building them, the
-            # per-slab float64 contractions and (box search) B's inverse norms per level
+            # 27 quadratic-form maps (float64) per cell and 14 products while building them,
+            # B's inverse norms per level and image voxel, and the batches' work buffers
             src = features_b.source
             inverse = 4 * len(features_b.levels) * (src.grid.num_voxels if src is not None else 0)
-            return copies + 8 * (27 + 14) * cells + 8 * 24 * SLAB_VOXELS + inverse + 4 * n * c
+            return copies + 8 * (27 + 14) * cells + 16 * 4 * WORK_ELEMENTS + inverse + 4 * n * c
         return copies + 4 * (n * c + k * c + 8 * k * cmax + 2 * n * k) + n * k
 
     def match(self, features_a: FeatureMap, features_b: FeatureMap, queries: PointSet) -> Matches:
@@ -111,37 +111,21 @@ class MedDiftMatcher:
         from medfeat_maisi_dift.voxel_search import ExactVoxelScorer, describe_points
 
         scorer = ExactVoxelScorer([(lv.data, lv.grid.array_index_to_world_matrix()) for lv in lb])
-        maps = scorer.maps_for(grid)
-        if maps is None:
+        if not scorer.prepare(grid):  # B's inverse norms, once for every query
             return None
         pts = np.asarray(queries.points, dtype=np.float64).reshape(-1, 3)
         desc = [describe_points(lv.data, lv.grid.array_index_to_world_matrix(), pts) for lv in la]
-        pos = np.full(pts.shape, np.nan)
-        scores = np.full(len(pts), -np.inf)
         half = self.config.box_half_size_mm
         if half is None:
-            idx, best = scorer.best(desc, grid, maps)
-            pos[:] = _world_of(grid, idx.numpy())
-            return _matches(pos, best.numpy())
-        half_v = np.broadcast_to(np.asarray(half, dtype=np.float64), (3,))
-        inverse = scorer.inverse_norm_maps(grid, maps)  # once for B; each box crops it
-        for i, q in enumerate(pts):
-            bounds = box_bounds(grid, q, half)
-            if bounds is None:
-                continue
-            cand = sub_grid(grid, *bounds)
-            crop = tuple(slice(a, b + 1) for a, b in zip(*bounds, strict=True))
-            world = _world_of(cand, np.arange(cand.num_voxels))
-            allowed = torch.from_numpy(np.all(np.abs(world - q) <= half_v, axis=1))
-            idx, best = scorer.best(
-                [d[i : i + 1] for d in desc],
-                cand,
-                scorer.maps_for(cand),
-                allowed.view(cand.shape),
-                [inv[crop] for inv in inverse],
-            )
-            if int(idx[0]) >= 0 and np.isfinite(float(best[0])):
-                pos[i], scores[i] = _world_of(cand, idx.numpy())[0], float(best[0])
+            idx, best = scorer.best_global(desc)
+        else:
+            half_v = np.broadcast_to(np.asarray(half, dtype=np.float64), (3,))
+            idx, best = scorer.best_in_boxes(desc, pts, half_v)
+        idx, scores = idx.numpy(), best.numpy().astype(np.float64)
+        pos = np.full(pts.shape, np.nan)
+        ok = idx >= 0
+        pos[ok] = _world_of(grid, idx[ok])
+        scores[~ok] = -np.inf
         return _matches(pos, scores)
 
 

@@ -6,13 +6,21 @@ descriptor ``q_l`` (unit length) and ``f_l(v)``, level ``l`` trilinearly upsampl
 trilinear weights of the cube around ``v``:
 
 - numerator: ``q_l . f_l(v) = sum_c w_c(v) (q_l . F_l[c])``, the trilinear interpolation of the
-  scalar map ``D_l = F_l q_l`` (one matrix product at native resolution per query);
+  scalar map ``D_l = F_l q_l`` (one matrix product at native resolution for a batch of queries);
 - denominator: ``|f_l(v)|^2 = sum_{c,c'} w_c w_c' F_l[c] . F_l[c']``, a quadratic form in the
   eight surrounding cells. The products of neighbouring cells are computed once per volume (14
   offset maps), and since the weights are separable over the axes, the form collapses, axis by
   axis, onto 27 maps ``H_t`` (one per combination of the per-axis weight products
-  ``(1-w)^2``, ``w^2``, ``w(1-w)``); it does not depend on the query, so ``1/|f_l(v)|`` is
-  computed once per voxel of B.
+  ``(1-w)^2``, ``w^2``, ``w(1-w)``). It does not depend on the query: ``1/|f_l(v)|`` is computed
+  once per voxel of B, by three float64 matrix products per level (:meth:`ExactVoxelScorer.prepare`).
+
+Interpolation along an axis is a matrix with two non-zeros per row (``1-w`` and ``w``). The
+global search applies the first two axes as matrix products on the small ``D_l``; along the last
+axis it cuts the voxels into chunks of :data:`CHUNK_VOXELS`, each reading a short window of cells
+per level, folds ``1/|f_l(v)|`` into that chunk's interpolation matrix and sums all levels in one
+batched matrix product per chunk (:meth:`ExactVoxelScorer.best_global`). The box search gathers
+each query's window of cells and interpolates it, a batch of queries at once
+(:meth:`ExactVoxelScorer.best_in_boxes`). Ties keep the lowest flat voxel index.
 
 This needs each level's cells to be axis-aligned with the candidate voxels (each array axis of
 the image maps to one axis of the level by a scale and an offset), which holds for every
@@ -34,8 +42,10 @@ from torch import Tensor
 
 from medfeat.api import Grid
 
-#: Candidate voxels scored in one slab (per query, a few float32 maps of this size).
-SLAB_VOXELS = 2**22
+#: Elements (float32) of the largest per-batch temporary: bounds the search's working memory.
+WORK_ELEMENTS = 2**24
+#: Voxels along the last candidate axis scored by one small matrix product (global search).
+CHUNK_VOXELS = 32
 #: Offsets between corners of a cell cube, up to sign: the 14 products maps per level.
 _CORNERS = list(itertools.product((0, 1), repeat=3))
 _DELTAS = [
@@ -47,16 +57,35 @@ _DELTAS = [
 class AxisMap:
     """How one array axis of the candidate grid samples one axis of a level.
 
-    Voxel ``n`` along the axis sits between cells ``base[n]`` and ``base[n] + 1`` of the
-    level's edge-padded lattice, with weight ``frac[n]`` on the upper one.
+    Voxel ``n`` along the axis lies between cells ``base[n]`` and ``base[n] + 1`` of the level,
+    with weight ``frac[n]`` on the upper one (``frac`` is 0 where ``base`` is the last cell).
     """
 
     level_axis: int
     base: Tensor  # long [N]
     frac: Tensor  # float64 [N]
 
-    def crop(self, rows: slice) -> AxisMap:
-        return AxisMap(self.level_axis, self.base[rows], self.frac[rows])
+    def matrix(self, n_cells: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The interpolation matrix ``[N, n_cells]`` (two non-zeros per row)."""
+        return self.type_matrix(n_cells, [1 - self.frac, self.frac], [0, 1], dtype)
+
+    def quadratic_matrix(self, n_cells: int) -> Tensor:
+        """``[N, 3 n_cells]`` (float64): weight products ``(1-w)^2``, ``w^2``, ``w(1-w)`` of the
+        cube at ``base``, column ``t * n_cells + base`` for type ``t``."""
+        w = self.frac
+        return self.type_matrix(
+            3 * n_cells, [(1 - w) ** 2, w**2, w * (1 - w)], [0, n_cells, 2 * n_cells], torch.float64
+        )
+
+    def type_matrix(
+        self, cols: int, values: list[Tensor], offsets: list[int], dtype: torch.dtype
+    ) -> Tensor:
+        rows = torch.arange(len(self.base))
+        out = torch.zeros((len(self.base), cols), dtype=torch.float64)
+        for v, off in zip(values, offsets, strict=True):
+            col = (self.base + off).clamp_max(cols - 1)
+            out.index_put_((rows, col), v.to(torch.float64), accumulate=True)
+        return out.to(dtype)
 
 
 def axis_maps(
@@ -85,30 +114,33 @@ def axis_maps(
 
 
 class LevelCells:
-    """One feature level of B prepared for exact scoring: padded cells and the 27 maps ``H_t``."""
+    """One feature level of B prepared for exact scoring: channels-last cells and ``H`` maps."""
 
     def __init__(self, data: Tensor, affine: np.ndarray) -> None:
         self.affine = np.asarray(affine, dtype=np.float64)
         self.shape = tuple(int(s) for s in data.shape[1:])
-        cl = data.float().permute(1, 2, 3, 0)
-        # edge padding by one cell at the upper end: the upper corner of the last cell is itself
-        self.cells = F.pad(cl.permute(3, 0, 1, 2)[None], (0, 1, 0, 1, 0, 1), mode="replicate")[0]
-        self.cells = self.cells.permute(1, 2, 3, 0).contiguous()  # [n0+1, n1+1, n2+1, C]
+        self.cells = data.float().permute(1, 2, 3, 0).contiguous()  # [n0, n1, n2, C]
         self.h = self._quadratic_form_maps()
 
     def _products(self) -> dict[tuple[int, int, int], Tensor]:
-        """``P_d[p] = cells[p] . cells[p + d]`` for the 14 offsets ``d`` (float64, zero outside)."""
-        cells = self.cells
-        size = cells.shape[:3]
+        """``P_d[p] = cells[p] . cells[p + d]`` (float64 maps of float32 dot products) for the 14
+        offsets ``d`` on the cells edge-padded by one at the upper end (zero outside)."""
+        size = tuple(s + 1 for s in self.shape)
+        padded = F.pad(self.cells.permute(3, 0, 1, 2)[None], (0, 1, 0, 1, 0, 1), mode="replicate")
+        flat = padded[0].permute(1, 2, 3, 0).reshape(-1, self.cells.shape[-1])  # channels last
+        del padded
+        total, step = flat.shape[0], max(1, WORK_ELEMENTS // (2 * flat.shape[1]))
         out = {}
         for d in _DELTAS:
+            # a shift of the flat index: pairs that wrap around a row are never copied out
+            shift = d[0] * size[1] * size[2] + d[1] * size[2] + d[2]
+            p = torch.zeros(total, dtype=torch.float64)
+            for lo in range(0, total - shift, step):
+                hi = min(lo + step, total - shift)
+                p[lo:hi] = torch.linalg.vecdot(flat[lo:hi], flat[lo + shift : hi + shift])
             src = tuple(slice(max(0, -k), s - max(0, k)) for k, s in zip(d, size, strict=True))
-            dst = tuple(slice(max(0, k), s - max(0, -k)) for k, s in zip(d, size, strict=True))
-            p = torch.zeros(size, dtype=torch.float64)
-            a, b = cells[src], cells[dst]
-            for i in range(0, a.shape[0], 8):  # bound the temporary product
-                p[src][i : i + 8] = (a[i : i + 8] * b[i : i + 8]).sum(-1, dtype=torch.float64)
-            out[d] = p
+            out[d] = torch.zeros(size, dtype=torch.float64)
+            out[d][src] = p.view(size)[src]
         return out
 
     def _quadratic_form_maps(self) -> Tensor:
@@ -131,51 +163,52 @@ class LevelCells:
                 h[t] += prods[d][window]
         return h
 
-    def crop(
-        self, maps: list[AxisMap], *, cells: bool = True, h: bool = True
-    ) -> tuple[Tensor | None, Tensor | None, list[AxisMap]]:
-        """Cells and ``H`` restricted to what ``maps`` touch, axes in candidate order."""
-        lo = [0, 0, 0]
-        hi = list(self.shape)
-        local = []
-        for m in maps:
-            b0, b1 = int(m.base.min()), int(m.base.max())
-            lo[m.level_axis], hi[m.level_axis] = b0, b1 + 1
-            local.append(AxisMap(m.level_axis, m.base - b0, m.frac))
+    def inverse_norms(self, maps: list[AxisMap], rows: slice) -> Tensor:
+        """``1 / |f(v)|`` (float32) at the candidate voxels ``rows`` (of axis 0) x all x all."""
         perm = [m.level_axis for m in maps]
-        c = hh = None
-        if cells:
-            c = self.cells[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
-            c = c.permute(*perm, 3).contiguous()
-        if h:
-            hh = self.h[:, :, :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-            hh = hh.permute(*perm, *(3 + p for p in perm))
-        return c, hh, local
+        n = [self.shape[p] for p in perm]
+        h = self.h.permute(*perm, *(3 + p for p in perm))  # types, then cells, candidate order
+        h = h.permute(0, 3, 1, 4, 2, 5).reshape(3 * n[0], 3 * n[1], 3 * n[2])
+        m0 = maps[0].quadratic_matrix(n[0])[rows]
+        x = (m0 @ h.reshape(3 * n[0], -1)).view(-1, 3 * n[1], 3 * n[2])
+        x = torch.matmul(maps[1].quadratic_matrix(n[1]), x)
+        x = x @ maps[2].quadratic_matrix(n[2]).T
+        return x.clamp_min_(0).sqrt_().clamp_min_(1e-12).reciprocal_().float()
+
+    def dots(self, queries: Tensor, perm: list[int]) -> Tensor:
+        """``D = F q`` ``[n_p0, n_p1, n_p2, Q]`` for queries ``[Q, C]``, axes in candidate order."""
+        d = self.cells.reshape(-1, self.cells.shape[-1]) @ queries.T
+        return d.view(*self.shape, -1).permute(*perm, 3).contiguous()
 
 
-def interpolate(values: Tensor, maps: list[AxisMap]) -> Tensor:
-    """Separable linear interpolation of ``values`` (axes in candidate order) at the voxels."""
-    out = values
-    for axis, m in enumerate(maps):
-        w = m.frac.to(out.dtype).view([-1 if k == axis else 1 for k in range(3)])
-        lo = out.index_select(axis, m.base)
-        hi = out.index_select(axis, m.base + 1)
-        out = torch.lerp(lo, hi, w)
-    return out
+@dataclass
+class _Chunks:
+    """The last candidate axis cut into chunks of ``width`` voxels, for one level: each chunk
+    reads cells ``index[c]`` with the interpolation weights ``weights[c]`` ``[width, window]``."""
+
+    index: Tensor  # long [n_chunks * window]
+    weights: Tensor  # float32 [n_chunks, width, window]
+    window: int
 
 
-def inverse_norms(h: Tensor, maps: list[AxisMap]) -> Tensor:
-    """``1 / |f(v)|`` (float32) at the voxels from the cropped ``H`` maps (candidate order)."""
-    out = h
-    for m in maps:  # contract the leading type axis with this axis's weight products
-        w = m.frac
-        coef = torch.stack([(1 - w) ** 2, w**2, w * (1 - w)])  # [3, N]
-        # the remaining type axes lead; this axis's cells are always at dimension 3
-        out = out.index_select(3, m.base)
-        shape = [3] + [1] * (out.dim() - 1)
-        shape[3] = -1
-        out = (out * coef.view(shape)).sum(0)
-    return out.clamp_min(0).sqrt().clamp_min(1e-12).reciprocal().float()
+def _chunks(m: AxisMap, n_cells: int, width: int) -> _Chunks:
+    n_vox = len(m.base)
+    n_chunks = -(-n_vox // width)
+    upper = m.base + (m.frac > 0).long()
+    lo = torch.full((n_chunks,), n_cells, dtype=torch.long)
+    hi = torch.zeros(n_chunks, dtype=torch.long)
+    chunk = torch.arange(n_vox) // width
+    lo.scatter_reduce_(0, chunk, m.base, "amin")
+    hi.scatter_reduce_(0, chunk, upper, "amax")
+    window = int((hi - lo).max()) + 1
+    start = lo.clamp_max(n_cells - window)
+    index = (start[:, None] + torch.arange(window)).reshape(-1)
+    weights = torch.zeros((n_chunks * width, window), dtype=torch.float64)
+    rows = torch.arange(n_vox)
+    local = m.base - start[chunk]
+    weights.index_put_((rows, local), 1 - m.frac, accumulate=True)
+    weights.index_put_((rows, (local + 1).clamp_max(window - 1)), m.frac, accumulate=True)
+    return _Chunks(index, weights.float().view(n_chunks, width, window), window)
 
 
 class ExactVoxelScorer:
@@ -183,6 +216,7 @@ class ExactVoxelScorer:
 
     def __init__(self, levels_b: Sequence[tuple[Tensor, np.ndarray]]) -> None:
         self.levels = [LevelCells(data, aff) for data, aff in levels_b]
+        self.grid: Grid | None = None
 
     def maps_for(self, cand: Grid) -> list[list[AxisMap]] | None:
         out = []
@@ -193,60 +227,210 @@ class ExactVoxelScorer:
             out.append(m)
         return out
 
-    def inverse_norm_maps(self, cand: Grid, maps: list[list[AxisMap]]) -> list[Tensor]:
-        """``1 / |f_l(v)|`` for every voxel of ``cand`` and level (float32, ``cand.shape`` each),
-        once per volume: it does not depend on the query."""
-        out = [torch.empty(cand.shape) for _ in self.levels]
-        for sl in self._slabs(cand):
-            for lv, lmaps, inv in zip(self.levels, maps, out, strict=True):
-                _, h, local = lv.crop([lmaps[0].crop(sl), *lmaps[1:]], cells=False)
-                inv[sl] = inverse_norms(h, local)
-        return out
+    def prepare(self, cand: Grid) -> bool:
+        """Axis maps and ``1 / |f_l(v)|`` for every voxel of ``cand`` (once per volume: it does
+        not depend on the query); False if a level is not axis-aligned with ``cand``."""
+        maps = self.maps_for(cand)
+        if maps is None:
+            return False
+        self.grid, self.maps = cand, maps
+        per_row = cand.shape[1] * cand.shape[2]
+        rows = max(1, WORK_ELEMENTS // (8 * per_row))
+        self.inverse = [torch.empty(cand.shape) for _ in self.levels]
+        for r0 in range(0, cand.shape[0], rows):
+            sl = slice(r0, min(r0 + rows, cand.shape[0]))
+            for lv, lmaps, inv in zip(self.levels, maps, self.inverse, strict=True):
+                inv[sl] = lv.inverse_norms(lmaps, sl)
+        return True
 
-    @staticmethod
-    def _slabs(cand: Grid) -> list[slice]:
-        rows = max(1, SLAB_VOXELS // max(1, cand.shape[1] * cand.shape[2]))
-        return [slice(r, min(r + rows, cand.shape[0])) for r in range(0, cand.shape[0], rows)]
+    def _perm(self, i: int) -> list[int]:
+        return [m.level_axis for m in self.maps[i]]
 
-    def best(
-        self,
-        queries: Sequence[Tensor],
-        cand: Grid,
-        maps: list[list[AxisMap]],
-        allowed: Tensor | None = None,
-        inverse: Sequence[Tensor] | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Best flat candidate index ``[Q]`` and its score ``[Q]`` for query descriptors
-        ``queries[l]`` ``[Q, C_l]`` (unit length) over the voxels of ``cand``.
-
-        ``allowed`` (bool, ``cand.shape``) masks candidates; ties keep the lowest flat index.
-        ``inverse``: the levels' :meth:`inverse_norm_maps` on ``cand``, if already computed.
-        """
+    def best_global(self, queries: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Best flat voxel index ``[Q]`` of the prepared grid and its score ``[Q]`` for query
+        descriptors ``queries[l]`` ``[Q, C_l]`` (unit length)."""
+        shape = self.grid.shape
         n_q = queries[0].shape[0]
+        chunks = [
+            _chunks(m[2], lv.shape[m[2].level_axis], CHUNK_VOXELS)
+            for lv, m in zip(self.levels, self.maps, strict=True)
+        ]
+        k_total = sum(c.window for c in chunks)
+        n_chunks = -(-shape[2] // CHUNK_VOXELS)
+        width = n_chunks * CHUNK_VOXELS
+        # D_l interpolated along candidate axis 1 (all rows of axis 0), per query of a batch
+        cells = sum(lv.shape[m[0].level_axis] * shape[1] * lv.shape[m[2].level_axis]
+                    for lv, m in zip(self.levels, self.maps, strict=True))  # fmt: skip
+        batch = max(1, min(n_q, 2 * WORK_ELEMENTS // cells))
+        best = torch.full((n_q,), float("-inf"))
+        best_idx = torch.zeros(n_q, dtype=torch.long)
+        mats = [
+            [m[0].matrix(lv.shape[m[0].level_axis]), m[1].matrix(lv.shape[m[1].level_axis])]
+            for lv, m in zip(self.levels, self.maps, strict=True)
+        ]
+        for q0 in range(0, n_q, batch):
+            qs = slice(q0, min(q0 + batch, n_q))
+            nb = qs.stop - qs.start
+            along1 = []
+            for i, (lv, q) in enumerate(zip(self.levels, queries, strict=True)):
+                d = lv.dots(q[qs], self._perm(i))  # [n0, n1, n2, nb]
+                d = torch.matmul(mats[i][1], d.view(d.shape[0], d.shape[1], -1))
+                along1.append(d.view(d.shape[0], -1))  # [n0, N1 * n2 * nb]
+            # per candidate row: scores, chunk matrices and the cells' values they read
+            per_row = shape[1] * (width * (nb + k_total) + n_chunks * k_total * nb)
+            rows = max(1, WORK_ELEMENTS // per_row)
+            for r0 in range(0, shape[0], rows):
+                sl = slice(r0, min(r0 + rows, shape[0]))
+                n_rows = (sl.stop - sl.start) * shape[1]
+                score = torch.zeros((n_rows * n_chunks, CHUNK_VOXELS, nb))
+                for d, (a0, _), ch, inv in zip(along1, mats, chunks, self.inverse, strict=True):
+                    t = (a0[sl] @ d).view(n_rows, -1, nb).index_select(1, ch.index)
+                    w = F.pad(inv[sl], (0, width - shape[2])).view(n_rows, n_chunks, -1, 1)
+                    m = (w * ch.weights).view(n_rows * n_chunks, CHUNK_VOXELS, ch.window)
+                    score.baddbmm_(m, t.view(n_rows * n_chunks, ch.window, nb))
+                    del t, w, m
+                score = score.view(n_rows, width, nb)[:, : shape[2]]
+                v_col, a_col = score.max(1)  # first maximum within each row
+                v, a_row = v_col.max(0)  # first row holding the maximum
+                better = v > best[qs]
+                flat = (r0 * shape[1] + a_row) * shape[2] + a_col[a_row, torch.arange(nb)]
+                best[qs] = torch.where(better, v, best[qs])
+                best_idx[qs] = torch.where(better, flat, best_idx[qs])
+        return best_idx, best / len(self.levels)
+
+    def best_in_boxes(
+        self, queries: Sequence[Tensor], centres_mm: np.ndarray, half_mm: np.ndarray
+    ) -> tuple[Tensor, Tensor]:
+        """Best flat voxel index and score ``[Q]`` among the voxels of the prepared grid whose
+        world position lies within ``half_mm`` (per world axis) of each query's centre.
+
+        A query whose box holds no voxel gets index -1 and score ``-inf``.
+        """
+        grid = self.grid
+        n_q = len(centres_mm)
+        lo, hi = box_bounds_many(grid, centres_mm, half_mm)
+        sizes = np.maximum(hi - lo + 1, 0)
         best = torch.full((n_q,), float("-inf"))
         best_idx = torch.full((n_q,), -1, dtype=torch.long)
-        per_row = cand.shape[1] * cand.shape[2]
-        for sl in self._slabs(cand):
-            r0 = sl.start
-            parts = []
-            for i, (lv, lmaps) in enumerate(zip(self.levels, maps, strict=True)):
-                slab = [lmaps[0].crop(sl), *lmaps[1:]]
-                cells, h, local = lv.crop(slab, h=inverse is None)
-                inv = inverse_norms(h, local) if inverse is None else inverse[i][sl]
-                parts.append((cells, inv, local))
-            for q in range(n_q):
-                score = None
-                for (cells, inv, local), qd in zip(parts, queries, strict=True):
-                    d = cells.reshape(-1, cells.shape[-1]) @ qd[q]
-                    s = interpolate(d.view(cells.shape[:3]), local).mul_(inv)
-                    score = s if score is None else score.add_(s)
-                score /= len(parts)
-                if allowed is not None:
-                    score.masked_fill_(~allowed[sl], float("-inf"))
-                val, arg = score.reshape(-1).max(0)
-                if val > best[q]:
-                    best[q], best_idx[q] = val, arg + r0 * per_row
-        return best_idx, best
+        found = np.flatnonzero(np.all(sizes > 0, axis=1))
+        if len(found) == 0:
+            return best_idx, best
+        k = sizes[found].max(0)
+        lo_t, hi_t = torch.from_numpy(lo[found]), torch.from_numpy(hi[found])
+        cells = max(  # the largest window of cells one query reads, over the levels
+            lv.cells.shape[-1] * int(np.prod([_window(m, lo_t[:, a], hi_t[:, a], lv.shape)
+                                              for a, m in enumerate(maps)]))
+            for lv, maps in zip(self.levels, self.maps, strict=True)
+        )  # fmt: skip
+        batch = max(1, WORK_ELEMENTS // (8 * int(np.prod(k)) + 2 * cells))
+        mat = torch.from_numpy(grid.array_index_to_world_matrix())
+        for b0 in range(0, len(found), batch):
+            sel = found[b0 : b0 + batch]
+            idx = [torch.from_numpy(lo[sel, a])[:, None] + torch.arange(k[a]) for a in range(3)]
+            inside = [i <= torch.from_numpy(hi[sel, a])[:, None] for a, i in enumerate(idx)]
+            idx = [i.clamp_max(grid.shape[a] - 1) for a, i in enumerate(idx)]
+            allowed = _in_box(mat, idx, inside, centres_mm[sel], half_mm)
+            score = torch.zeros((len(sel), *k))
+            for lv, maps, q, inv in zip(self.levels, self.maps, queries, self.inverse, strict=True):
+                win = _box_dots(lv, maps, q[torch.from_numpy(sel)], idx)
+                score.addcmul_(
+                    win,
+                    inv[
+                        idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]
+                    ],
+                )
+            score.masked_fill_(~allowed, float("-inf"))
+            v, a = score.view(len(sel), -1).max(1)
+            t = torch.from_numpy(sel)
+            best[t] = v
+            vox = np.stack(np.unravel_index(a.numpy(), tuple(k)), 1) + lo[sel]
+            best_idx[t] = torch.from_numpy(np.ravel_multi_index(vox.T, grid.shape))
+        ok = torch.isfinite(best)
+        best_idx[~ok] = -1
+        return best_idx, best / len(self.levels)
+
+
+def _window(m: AxisMap, lo: Tensor, hi: Tensor, level_shape: tuple[int, ...]) -> int:
+    """Cells along one level axis that the widest of the boxes ``lo..hi`` (voxels) reads."""
+    spread = (m.base[hi] - m.base[lo]).abs().max()
+    return min(level_shape[m.level_axis], int(spread) + 2)
+
+
+def _box_dots(lv: LevelCells, maps: list[AxisMap], q: Tensor, idx: list[Tensor]) -> Tensor:
+    """``q . f(v)`` ``[B, k0, k1, k2]`` at the box voxels ``idx`` (per axis ``[B, k_a]``)."""
+    nb = q.shape[0]
+    bases, fracs, starts, windows = [], [], [], []
+    for a, m in enumerate(maps):
+        b, w = m.base[idx[a]], m.frac[idx[a]].float()
+        n = lv.shape[m.level_axis]
+        s = b.min(1).values
+        win = min(n, int((b.max(1).values - s).max()) + 2)
+        s = s.clamp_max(n - win)
+        bases.append(b - s[:, None])
+        fracs.append(w)
+        starts.append(s[:, None] + torch.arange(win))
+        windows.append(win)
+    # the query's window of cells, channels last, candidate axis order
+    perm = [m.level_axis for m in maps]
+    cells = lv.cells.permute(*perm, 3)
+    feats = cells[
+        starts[0][:, :, None, None], starts[1][:, None, :, None], starts[2][:, None, None, :]
+    ]  # [B, w0, w1, w2, C]
+    out = torch.bmm(feats.view(nb, -1, feats.shape[-1]), q[:, :, None]).view(nb, *windows)
+    for a in range(3):  # separable linear interpolation, axis a at dimension a + 1
+        b = bases[a]
+        upper = (b + 1).clamp_max(windows[a] - 1)
+        view = [nb] + [1] * 3
+        view[a + 1] = -1
+        expand = list(out.shape)
+        expand[a + 1] = b.shape[1]
+        lo = out.gather(a + 1, b.view(view).expand(expand))
+        hi = out.gather(a + 1, upper.view(view).expand(expand))
+        out = torch.lerp(lo, hi, fracs[a].view(view))
+    return out
+
+
+def _in_box(
+    mat: Tensor, idx: list[Tensor], inside: list[Tensor], centres: np.ndarray, half: np.ndarray
+) -> Tensor:
+    """Voxels (per-axis indices ``idx``) within the world box around each centre (float64).
+
+    A world axis along one array axis (any axis-aligned grid) is tested on that axis alone.
+    """
+    inside = list(inside)
+    c = torch.from_numpy(np.asarray(centres, dtype=np.float64))
+    full = []
+    for w in range(3):
+        axes = [a for a in range(3) if mat[w, a] != 0]
+        if len(axes) == 1:
+            a = axes[0]
+            pos = mat[w, 3] - c[:, w : w + 1] + mat[w, a] * idx[a].double()
+            inside[a] = inside[a] & (pos.abs() <= float(half[w]))
+        else:
+            full.append(w)
+    ok = inside[0][:, :, None, None] & inside[1][:, None, :, None] & inside[2][:, None, None, :]
+    for w in full:
+        pos = (mat[w, 3] - c[:, w]).view(-1, 1, 1, 1)
+        for a in range(3):
+            view = [-1, 1, 1, 1]
+            view[a + 1] = idx[a].shape[1]
+            pos = pos + mat[w, a] * idx[a].double().view(view)
+        ok &= pos.abs() <= float(half[w])
+    return ok
+
+
+def box_bounds_many(
+    grid: Grid, centres_mm: np.ndarray, half_mm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive array-index bounds ``(lo, hi)`` ``[Q, 3]`` of the voxels of ``grid`` that may
+    lie within each axis-aligned world box (``hi < lo`` on some axis when the box misses)."""
+    half = np.broadcast_to(np.asarray(half_mm, dtype=np.float64), (3,))
+    signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * 3, indexing="ij")).reshape(3, -1).T
+    corners = np.asarray(centres_mm, dtype=np.float64)[:, None] + signs * half  # [Q, 8, 3]
+    idx = grid.world_to_array_index(corners.reshape(-1, 3)).reshape(-1, 8, 3)
+    lo = np.maximum(np.floor(idx.min(1) - 1e-6), 0).astype(np.int64)
+    hi = np.minimum(np.ceil(idx.max(1) + 1e-6), np.asarray(grid.shape) - 1).astype(np.int64)
+    return lo, hi
 
 
 def describe_points(data: Tensor, affine: np.ndarray, points_mm: np.ndarray) -> Tensor:
@@ -259,12 +443,11 @@ def describe_points(data: Tensor, affine: np.ndarray, points_mm: np.ndarray) -> 
     idx = np.clip(idx, 0.0, shape - 1)
     base = np.minimum(np.floor(idx), np.maximum(shape - 2, 0)).astype(np.int64)
     frac = torch.from_numpy(idx - base)
-    cl = data.float().permute(1, 2, 3, 0)
     out = torch.zeros((len(idx), data.shape[0]), dtype=torch.float64)
     for corner in _CORNERS:
-        at = np.minimum(base + np.asarray(corner), shape - 1)
+        at = torch.from_numpy(np.minimum(base + np.asarray(corner), shape - 1))
         w = torch.ones(len(idx), dtype=torch.float64)
         for ax, c in enumerate(corner):
             w = w * (frac[:, ax] if c else 1.0 - frac[:, ax])
-        out += w[:, None] * cl[at[:, 0], at[:, 1], at[:, 2]].double()
+        out += w[:, None] * data[:, at[:, 0], at[:, 1], at[:, 2]].T.double()
     return F.normalize(out, dim=1, eps=1e-12).float()
