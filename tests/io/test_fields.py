@@ -72,3 +72,16 @@ def test_bad_field_paths(tmp_path, field, image):
     write_image(image, tmp_path / "scalar.nii.gz")
     with pytest.raises(InputFileError, match="component"):
         read_displacement_field(tmp_path / "scalar.nii.gz")
+
+
+def test_itk_field_is_written_as_the_float32_rounding_of_its_values(tmp_path, field):
+    data = field.numpy()
+    path = write_displacement_field(field, tmp_path / "f.nii.gz")
+    img = sitk.ReadImage(str(path))
+    assert img.GetPixelID() == sitk.sitkVectorFloat32
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(img), np.moveaxis(data.astype(np.float32), 0, -1)
+    )
+    back = read_displacement_field(path)
+    assert back.grid.same_as(field.grid)
+    np.testing.assert_array_equal(back.numpy(), data.astype(np.float32).astype(np.float64))

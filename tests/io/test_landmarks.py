@@ -323,3 +323,48 @@ def test_dimension_is_checked_before_any_work(tmp_path, image):
         read_landmarks(tmp_path / "two.csv", image=image, space="lps")
     with pytest.raises(LandmarkError, match="does not exist"):
         check_landmark_dimension(tmp_path / "nope.csv", 3)
+
+
+def test_registration_csv_states_its_space_and_reads_back_without_it(tmp_path, image):
+    """The mapped landmarks a registration writes (``write_landmarks(..., '<name>.csv')``) carry
+    the self-describing header of :func:`medfeat.io.point_files.write_points`, so the public
+    readers need no ``space=``."""
+    from medfeat.io.point_files import read_points
+
+    pts = PointSet(image.grid.index_to_world(IDX_XYZ))
+    path = write_landmarks(pts, tmp_path / "fixed_landmarks_in_moving_world_lps_mm.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# medfeat points: world mm, space=LPS"
+    assert lines[1] == "label,x,y,z" and len(lines) == 2 + len(pts)
+    for reader in (read_landmarks, read_points):
+        back = reader(path, image=image)
+        np.testing.assert_allclose(back.points, pts.points, atol=1e-6)
+        assert back.meta["source_space"] == "lps"
+    assert read_landmarks(path, space="lps").points.shape == (3, 3)  # agreeing is fine
+    with pytest.raises(LandmarkError, match="holds lps coordinates, but space='ras'"):
+        read_landmarks(path, space="ras")
+    # written in RAS, it says so and reads back as the same LPS points
+    ras = write_landmarks(pts, tmp_path / "ras.csv", space="ras")
+    assert ras.read_text().startswith("# medfeat points: world mm, space=RAS")
+    np.testing.assert_allclose(read_landmarks(ras).points, pts.points, atol=1e-6)
+
+
+def test_plain_csv_tables_still_need_their_space(tmp_path):
+    (tmp_path / "old.csv").write_text("x,y,z\n1,2,3\n")
+    with pytest.raises(LandmarkError, match="world mm or voxels"):
+        read_landmarks(tmp_path / "old.csv")
+    (tmp_path / "note.csv").write_text("# medfeat points: something else\nx,y,z\n1,2,3\n")
+    with pytest.raises(LandmarkError, match="world mm or voxels"):
+        read_landmarks(tmp_path / "note.csv")
+
+
+def test_voxel_tables_that_state_their_axis_order(tmp_path, image):
+    from medfeat.io.point_files import write_points
+
+    pts = PointSet(image.grid.index_to_world(IDX_XYZ))
+    path = write_points(pts, tmp_path / "v.txt", "voxel-csv", image=image, axis_order="zyx")
+    back = read_landmarks(path, image=image)
+    np.testing.assert_allclose(back.points, pts.points, atol=1e-5)
+    assert back.meta["axis_order"] == "zyx"
+    with pytest.raises(LandmarkError, match="states its indices are in 'zyx' order"):
+        read_landmarks(path, image=image, axis_order="xyz")

@@ -80,3 +80,21 @@ def test_warp_rejects_inverse_direction(grid, image):
     field = DisplacementField(np.zeros((3, *grid.shape)), grid, mapping="moving_to_fixed")
     with pytest.raises(GeometryError, match="fixed_to_moving"):
         warp_image(image, field)
+
+
+@pytest.mark.parametrize("how", ["resample", "warp"])
+def test_resampled_images_do_not_claim_the_source_files_checksum(image, how):
+    src = Image(
+        image.numpy(),
+        image.grid,
+        {"path": "/data/ct.nii.gz", "sha256": "ab" * 32, "MD5": "x", "format": "nii.gz"},
+    )
+    if how == "resample":
+        out = resample_to_grid(src, image.grid, "linear")
+    else:
+        zero = DisplacementField(np.zeros((3, *image.grid.shape)), image.grid)
+        out = warp_image(src, zero, "linear")
+    np.testing.assert_allclose(out.numpy(), image.numpy(), atol=1e-5)
+    assert "sha256" not in out.meta and "MD5" not in out.meta
+    assert out.meta["path"] == "/data/ct.nii.gz" and out.meta["resampled_with"] == "linear"
+    assert src.meta["sha256"] == "ab" * 32  # the source keeps its own

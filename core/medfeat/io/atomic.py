@@ -5,6 +5,14 @@ rename the temporary file is flushed to disk and checked (not empty; a gzip stre
 NIfTI file as long as its header says), because some writers (ITK's) report a short write on a
 full disk without raising. A full disk is one :class:`~medfeat.errors.ResourceError`.
 
+``.nii.gz`` files go through :func:`atomic_gzip_path`: the writer writes the uncompressed file,
+which is checked against its header, and medfeat compresses it in one streamed pass that hashes
+the compressed bytes as they are written, so the file is neither decoded again to verify it nor
+read again for its checksum. By default the deflate stream uses run-length matches only
+(``Z_RLE``): float32 displacement fields barely compress (ITK's own writer saves about 12 %), and
+this keeps all but 2-3 % of that saving (about 8 % of an image's) for roughly a third of the
+compression work of level-1 deflate, which costs about as much as ITK's writer.
+
 Inside :func:`protecting` (one run), every atomic write refuses the run's input paths, so JSON
 sidecars and summaries are protected like images.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -34,6 +43,9 @@ _PROTECTED: ContextVar[frozenset[Path]] = ContextVar("medfeat_protected", defaul
 _TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\..*)?$")
 _TEMP_FOLDER = re.compile(r"^\..+\.mhd\.[A-Za-z0-9_]{8}$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: How :func:`atomic_gzip_path` deflates by default: level 1, run-length matches only.
+FAST_GZIP = (1, zlib.Z_RLE)
+_CHUNK = 4 << 20
 
 
 def temp_sibling(path: Path) -> Path:
@@ -76,6 +88,98 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is deleted and ``path`` is left untouched; a full disk
     (``ENOSPC``, or a file cut short) raises one :class:`ResourceError`.
     """
+    with _atomic(path, verify_written) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_gzip_path(path: str | os.PathLike, level: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path for the *uncompressed* file of ``path`` (``x.nii`` for
+    ``x.nii.gz``); after the block it is checked (not empty; a NIfTI file as long as its header
+    says), gzip-compressed into ``path`` atomically and deleted. ``level``: ``None`` for
+    :data:`FAST_GZIP`, else a zlib level 0-9 (0 stores the data uncompressed in the gzip stream).
+
+    The compressed stream is written by medfeat (a short write raises), flushed and its size
+    checked, so it is not decoded again; its SHA-256, computed while writing, is remembered for
+    the run's provenance (:func:`medfeat.io.checksum.remember_sha256`).
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(".gz") or not (level is None or 0 <= level <= 9):
+        raise InputFileError(
+            f"Cannot gzip-write {path} at level {level}.",
+            remedy="Name the output '<name>.gz' and give a gzip level from 0 to 9.",
+        )
+    check_not_protected(path, _PROTECTED.get())
+    plain = path.with_name(path.name[: -len(".gz")])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = temp_sibling(plain)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        yield raw
+        _check_uncompressed(raw, plain, path)
+        with _atomic(path, None) as tmp:
+            digest = _gzip_file(raw, tmp, level, path)
+        _remember(path, digest)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    except BaseException as exc:
+        if _mentions_full_disk(exc):
+            raise disk_full_error(path) from None
+        raise
+    finally:
+        _remove(raw)
+
+
+def _check_uncompressed(raw: Path, plain: Path, final: Path) -> None:
+    """The uncompressed file a writer left: not empty, and a NIfTI file as long as its header."""
+    try:
+        size = raw.stat().st_size
+        if size == 0:
+            raise ShortWrite("the file is empty")
+        if plain.name.lower().endswith(".nii"):
+            with open(raw, "rb") as fh:
+                _check_nifti_length(fh.read(544), size)
+    except ShortWrite as exc:
+        raise disk_full_error(final, f" or the write was cut short ({exc})") from None
+
+
+def _gzip_file(src: Path, dst: Path, level: int | None, final: Path) -> str:
+    """Compress ``src`` into ``dst`` as one gzip member (no name, time 0: the same bytes for the
+    same data), fsync it and check its size; return the SHA-256 of the compressed bytes."""
+    level, strategy = FAST_GZIP if level is None else (level, zlib.Z_DEFAULT_STRATEGY)
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 31, 8, strategy)  # wbits 31: gzip container
+    digest, written = hashlib.sha256(), 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while True:
+            chunk = fin.read(_CHUNK)
+            out = deflate.compress(chunk) if chunk else deflate.flush()
+            if out:
+                fout.write(out)
+                digest.update(out)
+                written += len(out)
+            if not chunk:
+                break
+        fout.flush()
+        os.fsync(fout.fileno())
+    if dst.stat().st_size != written:
+        raise disk_full_error(
+            final, f" or the write was cut short ({dst.stat().st_size} of {written} bytes)"
+        )
+    return digest.hexdigest()
+
+
+def _remember(path: Path, sha256: str) -> None:
+    from medfeat.io.checksum import remember_sha256
+
+    with contextlib.suppress(OSError):
+        remember_sha256(path, sha256, os.stat(path))
+
+
+@contextlib.contextmanager
+def _atomic(path: str | os.PathLike, verify: Any) -> Iterator[Path]:
+    """:func:`atomic_path` with the check ``verify(tmp, path)`` run before the rename (or none)."""
     path = Path(path)
     check_not_protected(path, _PROTECTED.get())
     try:
@@ -85,7 +189,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise _write_error(path, exc) from None
     try:
         yield tmp
-        verify_written(tmp, path)
+        if verify is not None:
+            verify(tmp, path)
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)

@@ -27,12 +27,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medfeat.errors import InputFileError
 from medfeat.geometry import DisplacementField, Grid
-from medfeat.io.atomic import atomic_path, atomic_write_json, check_not_protected
+from medfeat.io.atomic import (
+    atomic_gzip_path,
+    atomic_path,
+    atomic_write_json,
+    check_not_protected,
+)
 
 __all__ = [
     "read_affine_transform",
@@ -73,6 +79,23 @@ def _grid_from_affine(affine: np.ndarray, shape_ijk: tuple[int, ...]) -> Grid:
     )
 
 
+def _vector_float32(field: DisplacementField) -> Any:
+    """The field as a SimpleITK float32 vector image, filled straight from its array (no float64
+    copies of the volume)."""
+    import SimpleITK as sitk
+
+    from medfeat.io.sitk_bridge import set_geometry
+
+    data = field.data
+    if hasattr(data, "detach"):
+        data = data.detach().cpu().numpy()
+    data = np.asarray(data)
+    vec = np.empty((*field.grid.shape, field.grid.ndim), dtype=np.float32)
+    for c in range(field.grid.ndim):
+        vec[..., c] = data[c]  # rounded to nearest, as sitk.Cast does
+    return set_geometry(sitk.GetImageFromArray(vec, isVector=True), field.grid)
+
+
 def write_displacement_field(
     field: DisplacementField,
     path: str | os.PathLike,
@@ -96,13 +119,9 @@ def write_displacement_field(
     check_not_protected(path, protect)
     grid = field.grid
     if convention == "itk":
-        import SimpleITK as sitk
+        from medfeat.io.images import write_sitk_image
 
-        from medfeat.io.sitk_bridge import field_to_sitk
-
-        image = sitk.Cast(field_to_sitk(field.numpy(), grid), sitk.sitkVectorFloat32)
-        with atomic_path(path) as tmp:
-            sitk.WriteImage(image, str(tmp))
+        write_sitk_image(_vector_float32(field), path)
     else:
         import nibabel as nib
 
@@ -115,8 +134,9 @@ def write_displacement_field(
         img = nib.Nifti1Image(arr, _nifti_affine(grid))
         img.header.set_qform(img.affine, code=1)
         img.header.set_sform(img.affine, code=1)
-        with atomic_path(path) as tmp:
-            nib.save(img, str(tmp))
+        gz = path.name.endswith(".gz")
+        with atomic_gzip_path(path) if gz else atomic_path(path) as tmp:
+            nib.save(img, str(tmp))  # uncompressed; medfeat gzips it (see atomic_gzip_path)
     atomic_write_json(
         sidecar_path(path),
         {

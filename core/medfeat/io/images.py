@@ -13,7 +13,7 @@ import numpy as np
 
 from medfeat.errors import DataError, GeometryError, InputFileError
 from medfeat.geometry import Image
-from medfeat.io.atomic import atomic_path, check_not_protected
+from medfeat.io.atomic import atomic_gzip_path, atomic_path, check_not_protected
 from medfeat.io.dicom import list_dicom_series, read_dicom_series
 from medfeat.io.image_header import check_header, read_image_header
 from medfeat.io.integrity import FileScan, hash_and_check
@@ -26,6 +26,7 @@ __all__ = [
     "list_dicom_series",
     "read_image",
     "write_image",
+    "write_sitk_image",
 ]
 
 SUPPORTED_WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
@@ -145,12 +146,15 @@ def write_image(
     reference: Image | None = None,
     protect: set[Path] | None = None,
     compress: bool = True,
+    compression_level: int | None = None,
 ) -> Path:
     """Write ``image`` atomically with its exact geometry; return the path written.
 
     ``reference``: an image whose grid the output must share (e.g. a segmentation of it); its geometry is
     written verbatim, and a different grid raises :class:`GeometryError`. ``protect``: paths (files or
     folders) of this run's inputs, which are never overwritten. Booleans are written as uint8.
+    ``compression_level``: zlib level (0-9) of ``.nii.gz`` files, ``None`` for the fast default
+    (see :func:`write_sitk_image`).
     """
     from medfeat.io.sitk_bridge import image_to_sitk
 
@@ -174,10 +178,30 @@ def write_image(
     if suffix == ".mhd":
         _write_mhd(sitk_img, path, compress)
     else:
-        import SimpleITK as sitk
+        write_sitk_image(sitk_img, path, compress, compression_level)
+    return path
 
+
+def write_sitk_image(
+    sitk_img: Any, path: Path, compress: bool = True, compression_level: int | None = None
+) -> Path:
+    """Write a SimpleITK image atomically to a single-file format (not ``.mhd``).
+
+    ``.nii.gz``: ITK writes the plain NIfTI, checked against its header, and medfeat gzips it
+    (:func:`medfeat.io.atomic.atomic_gzip_path`: ``compression_level`` ``None`` is its fast
+    default, 0-9 a zlib level, 0 when ``compress`` is false) without decoding it again.
+    SimpleITK's own NIfTI writer ignores a compression level. Other formats: ITK writes them
+    (compressed if ``compress``) and the file is checked.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if _suffix(path) == ".nii.gz":
+        with atomic_gzip_path(path, compression_level if compress else 0) as raw:
+            sitk.WriteImage(sitk_img, str(raw), False)
+    else:
         with atomic_path(path) as tmp:
-            sitk.WriteImage(sitk_img, str(tmp), compress and suffix != ".nii")
+            sitk.WriteImage(sitk_img, str(tmp), compress and _suffix(path) != ".nii")
     return path
 
 

@@ -9,6 +9,7 @@ Formats: tables (``.csv``/``.txt``, comma or whitespace separated, optional head
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from medfeat.geometry import Grid, Image, PointSet
 from medfeat.io import landmark_formats as lf
 from medfeat.io.atomic import atomic_write_text, check_not_protected
 from medfeat.io.checksum import sha256_file
+from medfeat.io.point_files import MARK, write_points
 from medfeat.io.relate import edge_box
 
 __all__ = ["check_landmark_dimension", "read_landmarks", "write_landmarks"]
@@ -26,6 +28,8 @@ _SPACES = ("lps", "ras", "voxel")
 #: World points may lie this far outside their image's box (voxel edges) before they are refused.
 DEFAULT_OUTSIDE_TOLERANCE_MM = 10.0
 _AXIS_ORDERS = ("xyz", "zyx")
+_STATED_SPACE = re.compile(r"space=(lps|ras)\b", re.IGNORECASE)
+_STATED_ORDER = re.compile(r"axis_order=(xyz|zyx)\b", re.IGNORECASE)
 
 
 def _grid_of(image: Image | Grid | None) -> Grid | None:
@@ -118,6 +122,20 @@ def check_world_inside(
     )
 
 
+def stated_space(text: str) -> tuple[str | None, str | None]:
+    """``(space, axis_order)`` a table states on its first line (``# medfeat points: ...``, as
+    :func:`write_landmarks` and :func:`medfeat.io.point_files.write_points` write it): ``lps`` or
+    ``ras`` for world mm, ``index`` with ``xyz``/``zyx`` for voxels; ``(None, None)`` otherwise."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0].strip()
+    if not first.startswith(MARK):
+        return None, None
+    if "voxel" in first and (order := _STATED_ORDER.search(first)):
+        return "index", order.group(1).lower()
+    if space := _STATED_SPACE.search(first):
+        return space.group(1).lower(), None
+    return None, None
+
+
 def _parse(path: Path, text: str, fmt: str | None) -> lf.RawPoints:
     """Parse ``text`` as ``fmt`` (detected when ``None``); refuse empty files and NaN/Inf coordinates."""
     fmt = fmt or lf.detect_format(path, text)
@@ -207,6 +225,8 @@ def read_landmarks(
     text = path.read_text(encoding="utf-8", errors="replace")
     raw = _parse(path, text, fmt)
     fmt = raw.fmt
+    if fmt == "table":
+        raw.space, raw.axis_order = stated_space(text)
     grid = _grid_of(image)
     if grid is not None:
         _check_dimension(raw.coords.shape[1], grid.ndim, path, grid.describe())
@@ -236,10 +256,15 @@ def read_landmarks(
     if file_space == "voxel":
         order = raw.axis_order or axis_order
         if raw.axis_order and axis_order and axis_order != raw.axis_order:
+            what = (
+                "an elastix 'index' file, whose indices are"
+                if fmt == "elastix"
+                else "a table whose first line states its indices are"
+            )
             raise LandmarkError(
-                f"{path} is an elastix 'index' file, whose indices are ITK (i,j,k) = 'xyz' order, "
-                f"but axis_order={axis_order!r} was given.",
-                remedy="Drop axis_order for elastix files.",
+                f"{path} is {what} in {raw.axis_order!r} order, but axis_order={axis_order!r} "
+                "was given.",
+                remedy="Drop axis_order for this file (it states its own).",
             )
         if grid is None or order is None:
             missing = " and ".join(
@@ -325,7 +350,9 @@ def write_landmarks(
         raise LandmarkError(
             f"Unknown landmark format {fmt!r}; expected table, elastix, fcsv or mrk.json."
         )
-    header = list("xyz"[: coords.shape[1]]) if name.endswith(".csv") and space != "voxel" else None
+    if name.endswith(".csv") and space != "voxel":  # self-describing: reads back without space=
+        return write_points(ps, path, fmt="csv", space=space)
+    header = None
     sep = "," if name.endswith(".csv") else " "
     return atomic_write_text(
         path, lf.format_table(coords, header, ps.labels if header else None, sep)

@@ -49,7 +49,17 @@ def _resample(
     out = sitk.Resample(
         src, reference_image(grid), transform, interp, float(default_value), src.GetPixelID()
     )
-    return sitk_to_image(out, {**image.meta, "resampled_with": interpolation})
+    return sitk_to_image(out, {**resampled_meta(image.meta), "resampled_with": interpolation})
+
+
+#: Meta keys that describe a file's bytes; a resampled image is not that file.
+CHECKSUM_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums"})
+
+
+def resampled_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` of an image for its resampled copy: without checksum keys (``sha256``, ...), so
+    the copy never claims the source file's checksum."""
+    return {k: v for k, v in meta.items() if str(k).lower() not in CHECKSUM_KEYS}
 
 
 def resample_to_grid(

@@ -106,20 +106,31 @@ def _natural(text: str) -> tuple[int, int | str]:
 
 
 def read_points_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """World points ``[N, 3]`` of a medfeat points CSV (header row), and its ``score`` column if any."""
+    """World points ``[N, 3]`` of a medfeat points CSV, and its ``score`` column if any.
+
+    ``#`` lines are skipped; the header names the columns (``x,y,z`` with an optional ``label``,
+    as :func:`medfeat.io.point_files.write_points` writes, or ``x_mm_lps,y_mm_lps,z_mm_lps,score``
+    as the correspondence pipeline writes); without such names the first three columns are used.
+    """
     import csv
 
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+        rows = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
     if not rows:
         return np.zeros((0, 3)), None
-    header, body = rows[0], [r for r in rows[1:] if r]
-    values = np.asarray(body, dtype=np.float64).reshape(len(body), len(header))
+    header = [h.strip().lower() for h in rows[0]]
+    body = rows[1:]
+    cols = []
+    for axis in "xyz":
+        names = (axis, f"{axis}_mm_lps", f"{axis}_mm")
+        cols.append(next((header.index(n) for n in names if n in header), None))
+    if None in cols:
+        cols = [0, 1, 2]
+    values = np.asarray([[float(r[c]) for c in cols] for r in body], dtype=np.float64)
     score = None
     if "score" in header:
-        score = values[:, header.index("score")]
-        values = np.delete(values, header.index("score"), axis=1)
-    return values[:, :3], score
+        score = np.asarray([float(r[header.index("score")]) for r in body], dtype=np.float64)
+    return values.reshape(len(body), 3), score
 
 
 def write_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> Path:

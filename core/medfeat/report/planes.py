@@ -170,6 +170,9 @@ def sample_planes(
     fill: float = np.nan,
 ) -> list[PlaneView]:
     """:func:`sample_plane` on every plane of the image (three for 3D, one for 2D)."""
+    data = image.numpy()
+    if data.dtype != np.float32:  # converted once, not once per plane
+        image = Image(data.astype(np.float32), image.grid, image.meta)
     return [
         sample_plane(image, p, center_mm, bounds=bounds, pixel_mm=pixel_mm, order=order, fill=fill)
         for p in planes_for(image.grid.ndim)

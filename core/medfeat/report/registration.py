@@ -38,6 +38,8 @@ class RegistrationInputs:
         self.warped_labels = self._warped(
             case_dir / "warped_moving_labels.nii.gz", read_image, "moving_labels", "nearest"
         )
+        #: the sampled before/after views (or why there are none), shared by two sections
+        self.before_after: tuple | str | None = None
         self.predicted_points = None
         csv = case_dir / "fixed_landmarks_in_moving_world_lps_mm.csv"
         if csv.is_file():
@@ -101,13 +103,22 @@ def _views(image: Image, geometry: dict[str, Any], order: int = 1, center=None):
 
 
 def _before_after(data: RegistrationInputs, section: Section):
-    """Normalised fixed, moving-before and moving-after views, or None (with a note)."""
+    """Normalised fixed, moving-before and moving-after views, or None (with a note); sampled
+    once per case and shared by the checkerboard and difference sections."""
+    if data.before_after is None:
+        data.before_after = _sample_before_after(data)
+    if isinstance(data.before_after, str):
+        section.note(data.before_after)
+        return None
+    return data.before_after
+
+
+def _sample_before_after(data: RegistrationInputs) -> tuple | str:
+    """The views of :func:`_before_after`, or why they cannot be shown."""
     if data.fixed is None:
-        section.note("The fixed image is not available, so alignment cannot be shown.")
-        return None
+        return "The fixed image is not available, so alignment cannot be shown."
     if data.moving is None and data.warped is None:
-        section.note("Neither the moving image nor the warped moving image is available.")
-        return None
+        return "Neither the moving image nor the warped moving image is available."
     geometry = _geometry(data)
     fixed = _views(data.fixed, geometry)
     before = _views(data.moving, geometry) if data.moving is not None else None
@@ -219,7 +230,7 @@ def jacobian_section(out: Output, data: RegistrationInputs) -> Section:
         if data.field is None:
             section.note("field_fixed_to_moving.nii.gz is missing.")
             return section
-        det = jacobian_determinant_mm(data.field).astype(np.float32)
+        det = jacobian_determinant_mm(data.field)  # float32, computed once for the page
         det_image = Image(det, data.field.grid, {"name": "jacobian_determinant"})
         path = write_image(det_image, out.file("jacobian_determinant.nii.gz"))
         section.links.append(
@@ -252,7 +263,9 @@ def magnitude_section(out: Output, data: RegistrationInputs) -> Section:
         if data.field is None:
             section.note("field_fixed_to_moving.nii.gz is missing.")
             return section
-        mag = np.linalg.norm(data.field.numpy(), axis=0).astype(np.float32)
+        u = data.field.numpy()
+        # |u| without the float64 temporaries of np.linalg.norm (|u|, |u|**2 of the whole field)
+        mag = np.sqrt(np.einsum("c...,c...->...", u, u)).astype(np.float32)
         views = _views(Image(mag, data.field.grid), _geometry(data))
         vmax = float(np.percentile(mag, 99.5))
         out.add_figure(

@@ -1,0 +1,62 @@
+"""The registration case page: what it reads from the case folder, and work it does once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medfeat.report import build_report
+from medfeat.report import registration as reg_page
+from medfeat.report.common import Output, read_points_csv
+
+CASE = "breathing-phantom-seed0"
+
+
+def test_points_csv_of_every_medfeat_layout(tmp_path):
+    pts = np.array([[1.5, -2.0, 3.25], [4.0, 5.0, -6.5]])
+    (tmp_path / "points.csv").write_text(
+        "# medfeat points: world mm, space=LPS\nlabel,x,y,z\nF-1,1.5,-2,3.25\nF-2,4,5,-6.5\n"
+    )
+    (tmp_path / "matches.csv").write_text(
+        "x_mm_lps,y_mm_lps,z_mm_lps,score\n1.5,-2,3.25,0.9\n4,5,-6.5,0.25\n"
+    )
+    (tmp_path / "plain.csv").write_text("x,y,z\n1.5,-2,3.25\n4,5,-6.5\n")
+    for name, score in (("points.csv", None), ("matches.csv", [0.9, 0.25]), ("plain.csv", None)):
+        values, scores = read_points_csv(tmp_path / name)
+        np.testing.assert_allclose(values, pts)
+        assert (scores is None) if score is None else np.allclose(scores, score)
+
+
+def test_mapped_landmarks_of_a_run_read_back_through_the_public_reader(phantom_run):
+    from medfeat.api import read_landmarks
+
+    path = phantom_run / CASE / "fixed_landmarks_in_moving_world_lps_mm.csv"
+    points = read_landmarks(path)  # no space= needed: the file states it
+    assert points.meta["source_space"] == "lps" and len(points) > 0
+    np.testing.assert_allclose(points.points, read_points_csv(path)[0])
+
+
+def test_before_after_views_are_sampled_once_per_case(phantom_run, monkeypatch):
+    calls = []
+    real = reg_page._sample_before_after
+
+    def counted(data):
+        calls.append(1)
+        return real(data)
+
+    monkeypatch.setattr(reg_page, "_sample_before_after", counted)
+    page = build_report(phantom_run).parent / f"{CASE}.html"
+    html = page.read_text(encoding="utf-8")
+    assert "checkerboard.png" in html and "difference.png" in html
+    assert len(calls) == 1
+
+
+def test_both_alignment_sections_say_why_without_a_fixed_image(tmp_path):
+    data = reg_page.RegistrationInputs(tmp_path, None)
+    out = Output(tmp_path / "report", "case")
+    for section in (
+        reg_page.checkerboard_section(out, data),
+        reg_page.difference_section(out, data),
+    ):
+        assert [n.text for n in section.notes] == [
+            "The fixed image is not available, so alignment cannot be shown."
+        ]
