@@ -49,7 +49,9 @@ def phantom_run(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("phantom")
     (root / "p.yaml").write_text(PIPELINE)
     assert main(["-q", "run", str(root / "p.yaml"), "--out", str(root / "out")]) == 0
-    case = next(p for p in (root / "out").iterdir() if (p / "field_fixed_to_moving.nii.gz").is_file())
+    case = next(
+        p for p in (root / "out").iterdir() if (p / "field_fixed_to_moving.nii.gz").is_file()
+    )
     pair = breathing_phantom((32, 32, 32), 5.0, amplitude_mm=8.0, seed=0)
     write_image(pair.moving, root / "moving.nii.gz")
     write_image(pair.fixed, root / "fixed.nii.gz")
