@@ -28,7 +28,7 @@ def body_mask(image: Image, threshold: float | None = None) -> np.ndarray:
     labels, n = ndimage.label(bright)
     if n == 0:
         return np.ones(arr.shape, bool)
-    sizes = ndimage.sum(bright, labels, range(1, n + 1))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # voxels per component
     body = labels == int(np.argmax(sizes)) + 1
     return np.stack([ndimage.binary_fill_holes(s) for s in body])
 

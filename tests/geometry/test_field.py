@@ -18,6 +18,18 @@ def test_field_from_voxels_and_point_transform():
     )
 
 
+def test_field_from_voxels_on_an_oblique_anisotropic_grid_is_the_vector_map():
+    from scipy.spatial.transform import Rotation
+
+    direction = Rotation.from_euler("zyx", [20, -35, 50], degrees=True).as_matrix()
+    grid = Grid((4, 5, 6), (0.7, 1.3, 2.5), (3.0, -1.0, 2.0), direction)
+    vox = np.random.default_rng(0).normal(size=(3, 4, 5, 6)).astype(np.float32)
+    f = DisplacementField.from_array_voxels(vox, grid)
+    expected = grid.vector_array_to_world(np.moveaxis(vox, 0, -1))
+    assert np.allclose(np.moveaxis(f.numpy(), 0, -1), expected, atol=1e-12)
+    assert np.allclose(f.to_array_voxels(), vox, atol=1e-6)
+
+
 def test_field_mapping_is_named_and_checked():
     grid = Grid.from_shape((3, 4, 5))
     field = DisplacementField(np.zeros((3, 3, 4, 5)), grid)

@@ -57,9 +57,16 @@ class DisplacementField:
         arr = (
             disp_vox.detach().cpu().numpy() if hasattr(disp_vox, "detach") else np.asarray(disp_vox)
         )
-        vec = np.moveaxis(arr.astype(np.float64), 0, -1)
-        world = grid.vector_array_to_world(vec)
-        return cls(np.moveaxis(world, -1, 0), grid, mapping)
+        # world component c = sum over array axes a of M[c, a] * u_a (M: array -> world vectors),
+        # component by component: no [..., ndim] copies, and nothing to add for zero entries
+        # (an axis-aligned grid has one non-zero per row)
+        m = grid.index_to_world_matrix()[:-1, :-1][:, ::-1]
+        world = np.zeros(arr.shape, dtype=np.float64)
+        for c in range(grid.ndim):
+            for a in range(grid.ndim):
+                if m[c, a] != 0.0:
+                    world[c] += m[c, a] * arr[a]
+        return cls(world, grid, mapping)
 
     def to_array_voxels(self) -> np.ndarray:
         """Displacement in numpy-order voxel units of its own grid, ``[ndim, *shape]``."""
