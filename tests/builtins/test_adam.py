@@ -84,7 +84,7 @@ def tre(case, field) -> tuple[float, float]:
     [
         ("ssd", {"regulariser_weight": 0.05}),
         ("ncc", {}),
-        ("local-ncc", {"window_vox": 5}),
+        ("local-ncc", {"window_mm": 25.0}),
         ("nmi", {"bins": 16}),
         ("ncc", {"interpolation": "linear", "control_spacing_mm": 15.0}),
         ("local-ncc", {"levels": 2, "iterations": 30}),
@@ -93,7 +93,7 @@ def tre(case, field) -> tuple[float, float]:
 def test_recovers_the_phantom_deformation_in_world_mm(case, similarity, options):
     options = dict(options)
     weight = options.pop("regulariser_weight", 1.0)
-    sim_options = {k: options.pop(k) for k in ("window_vox", "bins") if k in options}
+    sim_options = {k: options.pop(k) for k in ("window_mm", "bins") if k in options}
     result = register(
         case,
         build("similarity", similarity, **sim_options),
@@ -273,12 +273,12 @@ def resolve(sections: str):
 def test_adam_takes_similarity_and_regulariser_sections():
     resolved = resolve(
         """\
-        similarity: {name: local-ncc, window_vox: 5}
+        similarity: {name: local-ncc, window_mm: 12.5}
         regulariser: {name: bending-energy, weight: 3.0}
         optimiser: {name: adam, control_spacing_mm: 12.0}
         """
     )
-    assert resolved.components["similarity"].config.window_vox == 5
+    assert resolved.components["similarity"].config.window_mm == 12.5
     assert resolved.components["regulariser"].config.weight == 3.0
     assert get_registry().get("optimiser", "adam").accepts == ("similarity", "regulariser")
 
@@ -300,11 +300,37 @@ def test_an_optimiser_that_ignores_a_section_is_refused_at_validation(sections, 
     assert err.value.remedy.endswith(takers)
 
 
-def test_local_ncc_window_must_be_odd():
+def test_local_ncc_window_vox_is_refused_naming_window_mm():
     from medfeat.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="window_vox must be odd"):
-        resolve("similarity: {name: local-ncc, window_vox: 8}\noptimiser: {name: adam}\n")
+    with pytest.raises(ConfigError, match="no longer takes window_vox") as err:
+        resolve("similarity: {name: local-ncc, window_vox: 7}\noptimiser: {name: adam}\n")
+    assert "window_mm" in str(err.value) and err.value.line == 3
+    assert "Traceback" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_local_ncc_window_mm_is_bound_to_each_level_per_axis(case):
+    """The same window in mm on every level: per axis of the anisotropic fixed grid (array
+    spacing 6.5, 5, 4 mm), and of the grid pooled by 2 (13, 10, 8 mm)."""
+    from medfeat.builtins.losses import SimilarityMeasure
+
+    result = register(
+        case, build("similarity", "local-ncc", window_mm=42.0), levels=2, iterations=2
+    )
+    # coarse 42/13, 42/10, 42/8 = 3.2, 4.2, 5.25; fine 6.5, 8.4, 10.5 -> nearest odd
+    assert result.info["similarity_per_level"] == "window 3x5x5 vox; window 7x9x11 vox"
+
+    ssd = build("similarity", "ssd")
+    bound = []
+
+    def on_grid(spacing):
+        bound.append(spacing)
+        return (lambda a, b, mask=None: ssd(a, b, mask)), ""
+
+    spy = SimilarityMeasure("spy", None, lambda a, b, mask=None: 1 / 0, on_grid)
+    register(case, spy, levels=2, iterations=2)  # 1 / 0 if a level used it unbound
+    fine = case[1].grid.spacing_array_order
+    assert bound[:2] == [tuple(2 * s for s in fine), fine]
 
 
 def test_example_pipeline_validates():

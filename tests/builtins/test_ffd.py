@@ -172,11 +172,19 @@ def default_field(pair):
 @pytest.mark.parametrize(
     "name, options, method, args, label",
     [
-        (None, {}, "SetMetricAsMattesMutualInformation", (32,), "MI"),
-        ("ssd", {}, "SetMetricAsMeanSquares", (), "MSE"),
-        ("ncc", {}, "SetMetricAsCorrelation", (), "NCC"),
-        ("local-ncc", {"window_vox": 5}, "SetMetricAsANTSNeighborhoodCorrelation", (2,), "LNCC"),
-        ("nmi", {"bins": 16}, "SetMetricAsMattesMutualInformation", (16,), "MI"),
+        (None, {}, "SetMetricAsMattesMutualInformation", [(32,)] * 3, "MI"),
+        ("ssd", {}, "SetMetricAsMeanSquares", [()] * 3, "MSE"),
+        ("ncc", {}, "SetMetricAsCorrelation", [()] * 3, "NCC"),
+        # 25 mm: 2.5 -> 3 voxels (radius 1) of 10 mm on the affine and the first level (both
+        # shrunk by 2), 5 voxels (radius 2) of the 5 mm image on the second level
+        (
+            "local-ncc",
+            {"window_mm": 25.0},
+            "SetMetricAsANTSNeighborhoodCorrelation",
+            [(1,), (1,), (2,)],
+            "LNCC",
+        ),
+        ("nmi", {"bins": 16}, "SetMetricAsMattesMutualInformation", [(16,)] * 3, "MI"),
     ],
 )
 def test_similarity_becomes_the_sitk_metric(
@@ -201,10 +209,39 @@ def test_similarity_becomes_the_sitk_metric(
     res = SitkFFD(FFDConfig(**WIRING)).register(
         pair.fixed, pair.moving, similarity=similarity(name, **options)
     )
-    assert calls == [(method, args)] * 3  # the affine and both B-spline levels
+    assert calls == [(method, a) for a in args]  # the affine and both B-spline levels
     assert res.info["metric"] == label
     change = np.abs(res.forward.numpy() - default_field).max()
     assert (change == 0) if name is None else (change > 0.01), change
+
+
+def test_local_ncc_window_mm_becomes_one_ants_radius_of_the_geometric_mean_spacing():
+    """SimpleITK takes one radius for all axes: half the odd window of the mean voxel size."""
+    from medfeat.builtins.ffd import lncc_radius
+
+    assert lncc_radius(9.0, (1.0, 1.0, 1.0)) == 4  # 9 voxels
+    assert lncc_radius(9.0, (3.0, 3.0, 3.0)) == 1  # 3 voxels
+    assert lncc_radius(18.0, (1.5, 1.5, 1.5)) == 6  # 2x finer than 3 mm: 12 -> 13 voxels
+    # anisotropic 1 x 2 x 4 mm: geometric mean 2 mm, 10.2 mm -> 5 voxels, whatever the order
+    assert lncc_radius(10.2, (1.0, 2.0, 4.0)) == lncc_radius(10.2, (4.0, 1.0, 2.0)) == 2
+    assert lncc_radius(1.0, (2.0, 2.0, 2.0)) == 1  # never under 3 voxels
+
+
+def test_local_ncc_radius_follows_the_image_spacing(pair):
+    """The same window_mm on a 2x finer copy of the image gets twice the radius (in the info)."""
+    from medfeat.geometry import Grid
+    from medfeat.io.resample import resample_to_grid
+
+    config = FFDConfig(**{**WIRING, "iterations_per_level": [1, 1], "affine_first": False})
+    sim = similarity("local-ncc", window_mm=42.0)
+    coarse = SitkFFD(config).register(pair.fixed, pair.moving, similarity=sim)
+    g = pair.fixed.grid
+    fine_grid = Grid(2 * np.array(g.shape), np.array(g.spacing) / 2, g.origin, g.direction)
+    fixed, moving = (resample_to_grid(i, fine_grid) for i in (pair.fixed, pair.moving))
+    fine = SitkFFD(config).register(fixed, moving, similarity=sim)
+    # shrink 2 then 1: 42 mm is 4.2 -> 5 then 8.4 -> 9 voxels at 5 mm, 8.4 -> 9 then 16.8 -> 17 at 2.5 mm
+    assert coarse.info["lncc_radius_vox"] == "[2, 4]"
+    assert fine.info["lncc_radius_vox"] == "[4, 8]"
 
 
 def test_similarity_without_a_sitk_metric_is_refused_naming_adam(pair):

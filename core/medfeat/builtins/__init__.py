@@ -116,7 +116,7 @@ def medfeat_register_similarities(register):
         "local-ncc",
         losses.make_local_ncc,
         config=losses.LocalNCCConfig,
-        summary="1 - local normalised cross-correlation in a cubic window.",
+        summary="1 - local normalised cross-correlation in a window of window_mm per axis.",
         aliases=("lncc",),
     )
     register(

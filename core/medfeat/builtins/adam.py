@@ -7,6 +7,8 @@ linearly. Each step compares the fixed features with the moving features sampled
 pipeline's `similarity` (default `ssd`) plus its `regulariser` (default `diffusion`, with the
 weight of that regulariser's own options). With ``levels > 1`` the same control grid is first fitted
 on features average-pooled by ``2^(levels-1)``, then by half that, down to the features themselves.
+A similarity with lengths in mm (local-ncc's window_mm) is bound to each level's voxel size, so its
+window covers the same mm on every level (more voxels on finer levels).
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ class AdamRegistration:
             "final_regulariser": report[-1]["regulariser"],
             "feature_channels": int(lf.data.shape[0]),
         }
+        bound = _similarity_per_level(similarity, levels)
+        if bound:
+            info["similarity_per_level"] = bound
         return RegistrationResult(forward, inverse, info)
 
 
@@ -123,6 +128,15 @@ def _single_level(fmap: FeatureMap):
     if len(fmap.levels) > 1:
         fmap = fuse_levels(fmap, fmap.levels[0].grid)
     return fmap.levels[0]
+
+
+def _similarity_per_level(similarity, levels) -> str:
+    """What a similarity with lengths in mm became on each level, coarse first (``""`` if none)."""
+    bind = getattr(similarity, "for_spacing", None)
+    if bind is None:
+        return ""
+    details = [getattr(bind(level.spacing_mm), "detail", "") for level in levels]
+    return "; ".join(details) if any(details) else ""
 
 
 def _default_similarity():

@@ -10,6 +10,11 @@ Each B-spline level is its own SimpleITK registration: a fresh B-spline grid at 
 control point spacing, optimised on that level's image pyramid step on top of everything found
 before (affine, then the coarser grids), so iterations, sampling and spacing are set per level.
 
+local-ncc's window_mm becomes ANTS neighbourhood correlation's radius. SimpleITK takes one radius
+(an unsigned int) for all axes, not a vector, so the window is the nearest odd number of voxels
+(at least 3) of the geometric-mean voxel size of the grid the metric works on: the fixed image's
+spacing times the registration's shrink factor (the finest one of the multi-level affine).
+
 Cost: ITK's v4 metric derivative for a B-spline transform is dense, about (control points) x
 (samples) per evaluation, so fine grids are expensive; the metric samples a fixed number of
 voxels (inside the mask) and each grid covers only the mask's box plus a margin.
@@ -30,7 +35,7 @@ from medfeat.geometry import DisplacementField, Grid, Image
 SITK_METRICS = {
     "ssd": "MeanSquares",
     "ncc": "Correlation",
-    "local-ncc": "ANTSNeighborhoodCorrelation (radius window_vox // 2)",
+    "local-ncc": "ANTSNeighborhoodCorrelation (radius from window_mm, see :func:`lncc_radius`)",
     "nmi": "MattesMutualInformation (its bins)",
 }
 
@@ -168,13 +173,20 @@ class SitkFFD:
         self.config, self.progress = config, progress
 
     def _method(
-        self, metric, mask, mask_voxels: int | None, shrink: list[int], sigmas: list[float], size
+        self,
+        metric,
+        mask,
+        mask_voxels: int | None,
+        shrink: list[int],
+        sigmas: list[float],
+        size,
+        spacing: tuple[float, ...],
     ):
         import SimpleITK as sitk
 
         c = self.config
         r = sitk.ImageRegistrationMethod()
-        metric(r)
+        metric(r, tuple(s * shrink[-1] for s in spacing))
         # ITK draws the sample once per level over the shrunk fixed image and keeps the points
         # inside the mask: the percentage is relative to the (masked) voxels of each level.
         whole = math.prod(size)
@@ -264,6 +276,7 @@ class SitkFFD:
                 c.affine_shrink_factors,
                 c.affine_smoothing_sigmas_mm,
                 size,
+                f.GetSpacing(),
             )
             r.SetOptimizerAsRegularStepGradientDescent(
                 1.0, 1e-4, c.affine_iterations, gradientMagnitudeTolerance=1e-8
@@ -294,7 +307,7 @@ class SitkFFD:
                 for sz, sp in zip(domain.GetSize(), domain.GetSpacing(), strict=True)
             ]
             bspline = sitk.BSplineTransformInitializer(domain, mesh, order=3)
-            r = self._method(metric, mask, mask_voxels, [shrink], [sigma], size)
+            r = self._method(metric, mask, mask_voxels, [shrink], [sigma], size, f.GetSpacing())
             # ITK cannot chain the metric gradient through a B-spline in the moving initial
             # transform (no Jacobian w.r.t. position), so warp the moving image by what was found
             # so far and register the fixed image to that: one interpolation of the original.
@@ -338,22 +351,41 @@ class SitkFFD:
             mesh_size=str(meshes[-1]),
             masked_metric=mask is not None,
         )
+        if label == "LNCC":  # the radius of each SimpleITK registration (affine first)
+            shrinks = ([c.affine_shrink_factors[-1]] if c.affine_first else []) + c.shrink_factors
+            window = similarity.config.window_mm
+            info["lncc_radius_vox"] = str(
+                [lncc_radius(window, [s * k for s in f.GetSpacing()]) for k in shrinks]
+            )
         return RegistrationResult(forward, inverse, info)
 
 
+def lncc_radius(window_mm: float, spacing_mm) -> int:
+    """ANTS neighbourhood radius (voxels, all axes) of a ``window_mm`` window: half the nearest
+    odd number of voxels, at least 3, of the geometric-mean voxel size (SimpleITK takes one
+    radius, not one per axis)."""
+    from medfeat.builtins.losses import window_voxels
+
+    mean = math.prod(spacing_mm) ** (1.0 / len(spacing_mm))
+    return window_voxels(window_mm, (mean,))[0] // 2
+
+
 def _sitk_metric(similarity, histogram_bins: int):
-    """``(label, set_metric)`` for the pipeline's similarity: Mattes MI when there is none."""
+    """``(label, set_metric(method, spacing_mm))`` for the pipeline's similarity: Mattes MI when
+    there is none. ``spacing_mm`` is the voxel size of the grid the metric works on."""
     if similarity is None:
-        return "MI", lambda r: r.SetMetricAsMattesMutualInformation(histogram_bins)
+        return "MI", lambda r, _: r.SetMetricAsMattesMutualInformation(histogram_bins)
     name, options = getattr(similarity, "name", None), getattr(similarity, "config", None)
     if name == "ssd":
-        return "MSE", lambda r: r.SetMetricAsMeanSquares()
+        return "MSE", lambda r, _: r.SetMetricAsMeanSquares()
     if name == "ncc":
-        return "NCC", lambda r: r.SetMetricAsCorrelation()
+        return "NCC", lambda r, _: r.SetMetricAsCorrelation()
     if name == "local-ncc":
-        return "LNCC", lambda r: r.SetMetricAsANTSNeighborhoodCorrelation(options.window_vox // 2)
+        return "LNCC", lambda r, spacing: r.SetMetricAsANTSNeighborhoodCorrelation(
+            lncc_radius(options.window_mm, spacing)
+        )
     if name == "nmi":
-        return "MI", lambda r: r.SetMetricAsMattesMutualInformation(options.bins)
+        return "MI", lambda r, _: r.SetMetricAsMattesMutualInformation(options.bins)
     raise ConfigError(
         f"optimiser sitk-ffd cannot use similarity {name or similarity!r}: SimpleITK has no such "
         f"metric (it takes {', '.join(SITK_METRICS)}).",

@@ -49,7 +49,8 @@ def optimise_control_grid(
     progress: Callable[[str, float], None] | None = None,
 ) -> list[dict[str, float]]:
     """Optimise ``nodes_mm`` ``[1, 3, *nodes]`` in place, level by level (coarse first), with Adam
-    on ``similarity(warped, fixed, mask) + regulariser(u_vox, spacing_mm)``.
+    on ``similarity(warped, fixed, mask) + regulariser(u_vox, spacing_mm)``. A similarity with a
+    ``for_spacing(spacing_mm)`` method (lengths in mm) is bound to each level's voxel size first.
 
     Returns per level the final similarity and regulariser values.
     """
@@ -58,6 +59,8 @@ def optimise_control_grid(
     total = max(1, iterations * len(levels))
     for index, level in enumerate(levels):
         spacing = torch.tensor(level.spacing_mm, device=nodes_mm.device, dtype=nodes_mm.dtype)
+        bind = getattr(similarity, "for_spacing", None)
+        level_similarity = bind(level.spacing_mm) if bind is not None else similarity
         optimiser = torch.optim.Adam([nodes_mm], lr=learning_rate_mm)
         sim_value = penalty = torch.zeros(())
         for step in range(iterations + 1):
@@ -65,7 +68,7 @@ def optimise_control_grid(
             final = step == iterations  # the values of the final field, without a further step
             with torch.set_grad_enabled(not final):
                 disp_mm = evaluate(nodes_mm, level.bases)
-                sim_value = similarity(warp_to_fixed(level, disp_mm), level.fixed, level.mask)
+                sim_value = level_similarity(warp_to_fixed(level, disp_mm), level.fixed, level.mask)
                 penalty = regulariser(disp_mm / spacing.view(1, 3, 1, 1, 1), level.spacing_mm)
             if final:
                 break

@@ -6,6 +6,8 @@ broadcastable to ``[B, 1, *spatial]``. All losses are differentiable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -43,29 +45,41 @@ def ncc(a: Tensor, b: Tensor, mask: Tensor | None = None) -> Tensor:
     return (1.0 - cov / torch.sqrt(var_a * var_b + _EPS**2)).mean()
 
 
-def _box_mean(x: Tensor, window: int) -> Tensor:
-    """Mean over a cubic window clipped to the image (separable cumulative sums)."""
-    r = window // 2
-    for dim in range(2, x.dim()):
-        n = x.shape[dim]
+def _box_mean(x: Tensor, window: Sequence[int]) -> Tensor:
+    """Mean over a box of ``window[a]`` voxels along spatial axis ``a``, clipped to the image
+    (separable cumulative sums)."""
+    for dim, side in zip(range(2, x.dim()), window, strict=True):
+        r, n = side // 2, x.shape[dim]
         pad = [0, 0] * (x.dim() - dim - 1) + [r + 1, r]
         c = F.pad(x, pad).cumsum(dim)
-        total = c.narrow(dim, window, n) - c.narrow(dim, 0, n)
+        total = c.narrow(dim, side, n) - c.narrow(dim, 0, n)
         pos = torch.arange(n, device=x.device)
         count = (torch.clamp(pos + r, max=n - 1) - torch.clamp(pos - r, min=0) + 1).to(x.dtype)
         x = total / count.view([-1] + [1] * (x.dim() - dim - 1))
     return x
 
 
-def local_ncc(a: Tensor, b: Tensor, mask: Tensor | None = None, window: int = 9) -> Tensor:
-    """``1 - mean local NCC`` over cubic windows of odd size ``window``; ``0`` for ``a == b``
-    wherever the window has non-zero variance."""
-    if window % 2 != 1:
-        raise ValueError("window must be odd")
-    ma, mb = _box_mean(a, window), _box_mean(b, window)
-    cov = _box_mean(a * b, window) - ma * mb
-    var_a = (_box_mean(a * a, window) - ma * ma).clamp_min(0)
-    var_b = (_box_mean(b * b, window) - mb * mb).clamp_min(0)
+def _window(window: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """``window`` as one odd side per spatial axis."""
+    sides = (window,) * ndim if isinstance(window, int) else tuple(int(w) for w in window)
+    if len(sides) != ndim:
+        raise ValueError(f"window needs one side per spatial axis ({ndim}), got {window}")
+    if any(w < 1 or w % 2 != 1 for w in sides):
+        raise ValueError(f"window sides must be odd and positive, got {window}")
+    return sides
+
+
+def local_ncc(
+    a: Tensor, b: Tensor, mask: Tensor | None = None, window: int | Sequence[int] = 9
+) -> Tensor:
+    """``1 - mean local NCC`` over boxes of odd side ``window`` voxels, one side for every axis
+    or one per spatial axis (e.g. ``(D, H, W)``); ``0`` for ``a == b`` wherever the window has
+    non-zero variance."""
+    sides = _window(window, a.dim() - 2)
+    ma, mb = _box_mean(a, sides), _box_mean(b, sides)
+    cov = _box_mean(a * b, sides) - ma * mb
+    var_a = (_box_mean(a * a, sides) - ma * ma).clamp_min(0)
+    var_b = (_box_mean(b * b, sides) - mb * mb).clamp_min(0)
     cc = cov / torch.sqrt(var_a * var_b + _EPS**2)
     return 1.0 - _wmean(cc, _weights(a, mask)).mean()
 
