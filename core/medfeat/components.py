@@ -77,10 +77,70 @@ class Regulariser(Protocol):
 
 @dataclass
 class Matches:
-    """Correspondences: ``points`` in B (world mm) for each query in A, with similarity ``scores``."""
+    """Correspondences of the query points of A in B.
+
+    ``points``: the matches in B (world mm) of the *matched* queries, in query order, with their
+    similarity ``scores``. ``matched``: one bool per query (``None``: every query is matched);
+    a query is unmatched when the matcher found no candidate for it (it lies outside A, or its
+    search box misses B). Build them with :meth:`from_positions` from per-query positions that
+    are NaN where unmatched.
+    """
 
     points: PointSet
     scores: Any
+    matched: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.matched is None:
+            return
+        from medfeat.errors import LandmarkError
+
+        self.matched = np.asarray(self.matched, dtype=bool).reshape(-1)
+        n = int(self.matched.sum())
+        if n != len(self.points) or n != len(self.scores):
+            raise LandmarkError(
+                f"Matches: {n} queries are marked matched, but there are {len(self.points)} "
+                f"points and {len(self.scores)} scores (one per matched query)."
+            )
+
+    @classmethod
+    def from_positions(
+        cls, positions_mm: np.ndarray, scores: Any, name: str = "matches in B"
+    ) -> Matches:
+        """From one position ``[N, ndim]`` (world mm) and one score ``[N]`` per query, with
+        non-finite positions where a query is unmatched."""
+        pos = np.atleast_2d(np.asarray(positions_mm, dtype=np.float64))
+        val = np.asarray(scores, dtype=np.float64).reshape(-1)
+        ok = np.all(np.isfinite(pos), axis=1)
+        points = PointSet(pos[ok].reshape(-1, pos.shape[1]), meta={"name": name})
+        return cls(points, val[ok], None if ok.all() else ok)
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.points) if self.matched is None else len(self.matched)
+
+    @property
+    def num_unmatched(self) -> int:
+        return 0 if self.matched is None else int((~self.matched).sum())
+
+    def query_mask(self) -> np.ndarray:
+        """One bool per query: True where it is matched."""
+        if self.matched is None:
+            return np.ones(len(self.points), dtype=bool)
+        return self.matched
+
+    def positions_mm(self) -> np.ndarray:
+        """``[num_queries, ndim]`` world mm, NaN rows for unmatched queries."""
+        pts = np.asarray(self.points.points, dtype=np.float64)
+        out = np.full((self.num_queries, pts.shape[1]), np.nan)
+        out[self.query_mask()] = pts
+        return out
+
+    def query_scores(self) -> np.ndarray:
+        """``[num_queries]`` scores, NaN for unmatched queries."""
+        out = np.full(self.num_queries, np.nan)
+        out[self.query_mask()] = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        return out
 
 
 @runtime_checkable

@@ -97,6 +97,55 @@ def test_box_restriction_limits_the_search():
     far = pts + 1000.0
     res = match_points(fa, aa, fb, ab, pts, box_half_size_mm=1.0, centres_b_mm=far)
     assert res.candidate_index[0] == -1 and np.isnan(res.positions_mm.numpy()).all()
+    assert torch.isnan(res.scores).all() and res.num_unmatched == 1
+
+
+def test_queries_outside_a_or_with_a_box_missing_b_are_unmatched_not_errors():
+    fa, aa, fb, ab = _pair((2, -4, 6))
+    inside = np.array([[6, 10, 12], [8, 12, 9]]) @ aa[0][:3, :3].T + aa[0][:3, 3]
+    # A's levels span world x 15..37.5 (voxel edges 14.25..38.25): one query just beyond that
+    # edge box (border copies of A's features would match something), one far away
+    outside_a = np.array([[39.5, 25.0, 20.0], [-40.0, 0.0, 0.0]])
+    # inside A, but its box (x +-1 mm) ends before B's first voxel row (B starts at x = 18 mm)
+    box_misses_b = np.array([[15.5, 20.0, 25.0]])
+    pts = np.vstack([inside, outside_a, box_misses_b])
+    res = match_points(fa, aa, fb, ab, pts, box_half_size_mm=(1.0, 3.0, 3.0), chunk=97)
+    np.testing.assert_array_equal(res.matched.numpy(), [True, True, False, False, False])
+    assert res.num_unmatched == 3
+    pos, scores = res.positions_mm.numpy(), res.scores.numpy()
+    assert np.isnan(pos[2:]).all() and np.isnan(scores[2:]).all()
+    assert (res.candidate_index[2:] == -1).all()
+    # the matched queries are unaffected by the others
+    alone = match_points(fa, aa, fb, ab, inside, box_half_size_mm=(1.0, 3.0, 3.0), chunk=97)
+    np.testing.assert_allclose(pos[:2], alone.positions_mm.numpy())
+    np.testing.assert_allclose(scores[:2], alone.scores.numpy())
+    # without a box, a query outside A is still unmatched; one inside A always finds a match
+    res = match_points(fa, aa, fb, ab, pts)
+    np.testing.assert_array_equal(res.matched.numpy(), [True, True, False, False, True])
+
+
+def test_extent_of_image_a_decides_what_lies_outside_a():
+    fa, aa, fb, ab = _pair((0, 0, 0))
+    # image A: 8 voxels of 1.5 mm along x from x = 15 (edges 14.25..26.25), smaller than levels
+    extent = (aa[0], (8, 18, 20))
+    pts = np.array([[20.0, 25.0, 20.0], [30.0, 25.0, 20.0]])
+    res = match_points(fa, aa, fb, ab, pts, extent_a=extent)
+    np.testing.assert_array_equal(res.matched.numpy(), [True, False])
+    # an image larger than the levels keeps a query beyond them (border features) matched
+    res = match_points(fa, aa, fb, ab, pts + [[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]],
+                       extent_a=(aa[0], (40, 18, 20)))  # fmt: skip
+    np.testing.assert_array_equal(res.matched.numpy(), [True, True])
+
+
+def test_inside_levels_uses_the_voxel_edge_box_of_any_level():
+    from medfeat.engine.matcher import inside_levels
+
+    fa, aa, _, _ = _pair()
+    inv = [torch.linalg.inv(torch.as_tensor(a)) for a in aa]
+    shapes = [f.shape[1:] for f in fa]
+    # level 0: 16 voxels of 1.5 mm from x = 15: edges 14.25 .. 38.25
+    pts = torch.tensor([[14.3, 20.0, 20.0], [14.2, 20.0, 20.0], [38.2, 20.0, 20.0]]).double()
+    np.testing.assert_array_equal(inside_levels(shapes[:1], inv[:1], pts).numpy(), [1, 0, 1])
 
 
 def test_candidate_level_is_finest():

@@ -60,3 +60,27 @@ def test_both_alignment_sections_say_why_without_a_fixed_image(tmp_path):
         assert [n.text for n in section.notes] == [
             "The fixed image is not available, so alignment cannot be shown."
         ]
+
+
+def test_correspondence_report_places_matches_at_their_query_rows(tmp_path):
+    """Unmatched queries are comment lines in the matches table: the report puts the matched rows
+    back at their query index (NaN elsewhere) and never picks an unmatched query to show."""
+    import numpy as np
+
+    from medfeat.report.common import read_points_csv
+    from medfeat.report.correspondence import chosen_queries, rows_per_query
+
+    path = tmp_path / "matches.csv"
+    path.write_text(
+        "# medfeat points: world mm, space=LPS\n"
+        "label,x,y,z,score,query\n"
+        "a,1,2,3,0.9,0\n"
+        "# unmatched: b,nan,nan,nan,nan,1\n"
+        "c,4,5,6,0.5,2\n"
+    )
+    predicted, scores = read_points_csv(path)
+    full, full_scores = rows_per_query(path, predicted, scores, np.zeros((3, 3)))
+    assert np.array_equal(full[[0, 2]], [[1, 2, 3], [4, 5, 6]]) and np.isnan(full[1]).all()
+    assert np.isnan(full_scores[1]) and full_scores[2] == 0.5
+    errors = np.array([0.5, np.nan, 2.0])
+    assert {i for i, _ in chosen_queries(errors, full_scores, 3)} == {0, 2}

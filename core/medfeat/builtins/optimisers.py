@@ -172,9 +172,13 @@ class FeatureMatcher:
             candidate_level=self.config.candidate_level,
             box_half_size_mm=self.config.box_half_size_mm,
             chunk=self.config.chunk_candidates,
+            extent_a=(
+                (features_a.source.grid.array_index_to_world_matrix(), features_a.source.grid.shape)
+                if features_a.source is not None
+                else None
+            ),
         )
-        pts = PointSet(result.positions_mm.numpy(), meta={"name": "matches in B"})
-        return Matches(pts, result.scores.numpy())
+        return Matches.from_positions(result.positions_mm.numpy(), result.scores.numpy())
 
 
 def make_matcher(config: MatcherConfig, context) -> FeatureMatcher:

@@ -17,18 +17,32 @@ from torch import Tensor
 
 from medfeat.engine.warp import trilinear_points
 
-__all__ = ["MatchResult", "match_points", "candidate_level_of"]
+__all__ = ["MatchResult", "match_points", "candidate_level_of", "inside_levels"]
 
 
 @dataclass
 class MatchResult:
     """Best match per query: world position in B ``[N, 3]`` (mm), score ``[N]`` (mean cosine
-    over levels, in ``[-1, 1]``; ``-inf`` where no candidate was allowed) and the flat voxel
-    index of the winning candidate on the candidate level of B ``[N]`` (``-1`` if none)."""
+    over levels, in ``[-1, 1]``) and the flat voxel index of the winning candidate on the
+    candidate level of B ``[N]``.
+
+    A query is *unmatched* when it lies outside A (where its features would be copies of the
+    border; see :func:`match_points`' ``extent_a``) or when its search box holds no candidate
+    of B: its position and score are NaN and its candidate index is ``-1``.
+    """
 
     positions_mm: Tensor
     scores: Tensor
     candidate_index: Tensor
+
+    @property
+    def matched(self) -> Tensor:
+        """``[N]`` bool: which queries have a match."""
+        return self.candidate_index >= 0
+
+    @property
+    def num_unmatched(self) -> int:
+        return int((self.candidate_index < 0).sum())
 
 
 def _affine(a: Tensor | np.ndarray) -> Tensor:
@@ -47,6 +61,19 @@ def candidate_level_of(affines: Sequence[Tensor | np.ndarray]) -> int:
     """Index of the finest level (smallest voxel volume ``|det A[:3, :3]|``)."""
     vols = [abs(float(torch.linalg.det(_affine(a)[:3, :3]))) for a in affines]
     return int(np.argmin(vols))
+
+
+def inside_levels(
+    shapes: Sequence[Sequence[int]], inv_affines: Sequence[Tensor], world: Tensor
+) -> Tensor:
+    """``[M]`` bool: which world points lie inside the voxel-edge box (index ``-0.5`` to
+    ``size - 0.5``) of at least one level (``shapes``: ``(d, h, w)`` each)."""
+    inside = torch.zeros(world.shape[0], dtype=torch.bool)
+    for shape, inv in zip(shapes, inv_affines, strict=True):
+        idx = _apply(inv, world)
+        size = torch.as_tensor(list(shape), dtype=idx.dtype)
+        inside |= ((idx >= -0.5) & (idx <= size - 0.5)).all(dim=1)
+    return inside
 
 
 def _describe(
@@ -70,6 +97,7 @@ def match_points(
     candidate_level: int | None = None,
     box_half_size_mm: float | Sequence[float] | None = None,
     centres_b_mm: Tensor | np.ndarray | None = None,
+    extent_a: tuple[Tensor | np.ndarray, Sequence[int]] | None = None,
     chunk: int = 16384,
 ) -> MatchResult:
     """For each query point (world mm, ``[N, 3]``) find the most similar voxel of B.
@@ -85,6 +113,12 @@ def match_points(
     around ``centres_b_mm`` (default: the query position itself, i.e. A and B share the world
     frame); disallowed candidates are masked before the argmax and chunks without any allowed
     candidate are skipped before sampling their features.
+
+    Queries outside A, and queries whose box holds no candidate, are unmatched (NaN position
+    and score, candidate index ``-1``; see :class:`MatchResult`): they never raise. A query is
+    outside A when it lies outside the voxel-edge box of ``extent_a`` (the 4x4 index->world
+    affine and the ``(d, h, w)`` shape of image A; give it when the feature levels may not cover
+    the whole image), by default outside that of every level of A.
 
     Peak memory beyond the inputs is about
     ``4 bytes * (N * sum_l C_l + chunk * sum_l C_l + 8 * chunk * max_l C_l + 2 * N * chunk)``
@@ -160,9 +194,16 @@ def match_points(
         best = torch.where(better, val, best)
         best_idx = torch.where(better, arg + start, best_idx)
 
+    if extent_a is None:
+        outside_a = ~inside_levels([f.shape[1:] for f in feats_a], inv_a, queries)
+    else:
+        inv_image = torch.linalg.inv(_affine(extent_a[0]))
+        outside_a = ~inside_levels([tuple(extent_a[1])], [inv_image], queries)
+    best_idx[outside_a] = -1
     found = best_idx >= 0
     idx = best_idx.clamp_min(0)
     index = torch.stack([(idx // strides[0]), (idx // strides[1]) % shape[1], idx % shape[2]], 1)
     pos = _apply(aff_b[lvl], index.to(torch.float64))
     pos[~found] = float("nan")
+    best[~found] = float("nan")
     return MatchResult(positions_mm=pos, scores=best, candidate_index=best_idx)

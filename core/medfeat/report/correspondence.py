@@ -17,6 +17,29 @@ MATCHES = "matches_in_moving_world_lps_mm.csv"
 SIMILARITY_DIR = "similarity"
 
 
+def rows_per_query(
+    path: Path, predicted: np.ndarray, scores: np.ndarray | None, queries: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The matches table's rows placed at their ``query`` index (NaN rows for unmatched queries,
+    which the table keeps as comments); tables without that column are returned as they are."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "query" not in header:
+        return predicted, scores
+    index = np.asarray([int(r[header.index("query")]) for r in rows[1:]], dtype=int)
+    n = len(queries) if queries is not None else (int(index.max()) + 1 if len(index) else 0)
+    full = np.full((n, 3), np.nan)
+    full[index] = predicted
+    full_scores = None
+    if scores is not None:
+        full_scores = np.full(n, np.nan)
+        full_scores[index] = scores
+    return full, full_scores
+
+
 def chosen_queries(
     errors: np.ndarray | None, scores: np.ndarray | None, n: int
 ) -> list[tuple[int, str]]:
@@ -25,7 +48,10 @@ def chosen_queries(
         -np.asarray(scores) if scores is not None else None, ("lowest score", "median score", "highest score"))  # fmt: skip
     if key is None or not len(key) or n == 0:
         return []
-    order = np.argsort(key)[::-1]
+    valid = np.flatnonzero(np.isfinite(key))  # unmatched queries have no error or score
+    if not len(valid):
+        return []
+    order = valid[np.argsort(key[valid])[::-1]]
     picks = [
         (int(order[0]), words[0]),
         (int(order[len(order) // 2]), words[1]),
@@ -65,6 +91,12 @@ def matches_section(out: Output, case_dir: Path, item: Any | None) -> Section:
         predicted, scores = read_points_csv(path)
         queries = getattr(getattr(item, "fixed_points", None), "points", None)
         true = getattr(getattr(item, "moving_points", None), "points", None)
+        predicted, scores = rows_per_query(path, predicted, scores, queries)
+        if not np.isfinite(predicted).all():
+            section.note(
+                f"{int((~np.isfinite(predicted).all(1)).sum())} of {len(predicted)} queries have "
+                "no match (outside A, or their search box misses B): left out below."
+            )
         errors = np.linalg.norm(predicted - true, axis=1) if true is not None else None
         if errors is not None:
             rows = [[i, *map(float, predicted[i]), float(scores[i]) if scores is not None else "",
@@ -73,7 +105,9 @@ def matches_section(out: Output, case_dir: Path, item: Any | None) -> Section:
                             ["query", "x_mm", "y_mm", "z_mm", "score", "error_mm"], rows)  # fmt: skip
             section.links.append(("match_errors_mm.csv (one row per query)", out.href(csv)))
             before = np.linalg.norm(queries - true, axis=1) if queries is not None else None
-            series = ({"no motion": before} if before is not None else {}) | {"matched": errors}
+            series = ({"no motion": before} if before is not None else {}) | {
+                "matched": errors[np.isfinite(errors)]
+            }
             out.add_figure(section, F.histogram_figure(series, "error (mm)"), "match_errors.png",
                            "Distance between predicted and true matches (mm); 'no motion' takes each "
                            "query's own position as its match.")  # fmt: skip

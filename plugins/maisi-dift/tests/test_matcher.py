@@ -84,6 +84,48 @@ def test_finest_level_candidates_lie_on_the_level_grid():
     np.testing.assert_allclose(idx, np.round(idx), atol=1e-9)
 
 
+# ----------------------------------------------- queries with no match
+MATCHER_PATHS = [
+    {"candidates": "finest-level"},
+    {"candidates": "image", "image_scoring": "native-cells"},
+    {"candidates": "image", "image_scoring": "interpolated-descriptors"},
+]
+
+
+@pytest.mark.parametrize("box_mm", [None, 4.0])
+@pytest.mark.parametrize("options", MATCHER_PATHS, ids=lambda o: "-".join(o.values()))
+def test_queries_outside_a_or_whose_box_misses_b_are_unmatched(options, box_mm):
+    ga = Grid.from_shape((16, 16, 16), spacing=1.5)  # x 0..22.5 mm, voxel edges -0.75..23.25
+    gb = Grid.from_shape((16, 16, 16), spacing=1.5, origin=(12.0, 0.0, 0.0))  # x 12..34.5 mm
+    fa, fb = feature_map(ga, 5), feature_map(gb, 6)
+    inside = np.array([[16.0, 8.0, 8.0], [20.0, 12.0, 6.0]])
+    outside_a = [24.5, 8.0, 8.0]  # inside B only
+    box_misses_b = [3.0, 8.0, 8.0]  # inside A; x +-4 mm ends before B begins
+    queries = np.vstack([inside, outside_a, box_misses_b])
+    cfg = MedDiftMatcherConfig(box_half_size_mm=box_mm, chunk_candidates=300, **options)
+    got = MedDiftMatcher(cfg).match(fa, fb, PointSet(queries))  # never raises
+    want = [True, True, False, box_mm is None]
+    np.testing.assert_array_equal(got.query_mask(), want)
+    assert got.num_queries == 4 and got.num_unmatched == want.count(False)
+    assert np.isnan(got.positions_mm()[2]).all() and np.isnan(got.query_scores()[2])
+    assert np.isfinite(got.points.points).all() and np.isfinite(np.asarray(got.scores)).all()
+    alone = MedDiftMatcher(cfg).match(fa, fb, PointSet(inside))
+    assert alone.matched is None  # every query matched: nothing to mark
+    np.testing.assert_allclose(got.positions_mm()[:2], alone.points.points, atol=1e-9)
+    np.testing.assert_allclose(got.query_scores()[:2], alone.scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", MATCHER_PATHS, ids=lambda o: "-".join(o.values()))
+def test_no_query_matched_gives_empty_matches_not_an_error(options):
+    g = Grid.from_shape((12, 12, 12), spacing=2.0)
+    fa = feature_map(g, 7)
+    far = np.array([[200.0, 0.0, 0.0], [0.0, -90.0, 5.0]])
+    got = MedDiftMatcher(MedDiftMatcherConfig(box_half_size_mm=3.0, **options)).match(
+        fa, fa, PointSet(far)
+    )
+    assert len(got.points) == 0 and got.num_unmatched == 2
+
+
 # ----------------------------------------------- other backbones' features, from YAML
 PHANTOM = """
 data:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from medfeat_maisi_dift.config import MedDiftMatcherConfig
-from medfeat_maisi_dift.matcher import MedDiftMatcher
+from medfeat_maisi_dift.matcher import MedDiftMatcher, inside_levels
 from medfeat_maisi_dift.preprocess import reorient_to_ras
 from medfeat_maisi_dift.voxel_search import ExactVoxelScorer, axis_maps, describe_points
 
@@ -80,8 +80,11 @@ CASES = {
 def test_same_argmax_and_scores_as_brute_force(case, box_mm, scoring):
     ga, gb = CASES[case]()
     fa, fb = as_backbone_levels(ga, 0), as_backbone_levels(gb, 1)
-    rng = np.random.default_rng(0)  # queries inside B's box, so that every box has candidates
-    queries = gb.array_index_to_world(rng.uniform(0, np.asarray(gb.shape) - 1, (9, 3)))
+    rng = np.random.default_rng(0)  # queries inside B's box, so that every box has candidates,
+    # and inside A (a query outside A is unmatched: test_matcher.py)
+    drawn = gb.array_index_to_world(rng.uniform(0, np.asarray(gb.shape) - 1, (60, 3)))
+    queries = drawn[inside_levels([fa.source], drawn)][:9]
+    assert len(queries) == 9
     cfg = MedDiftMatcherConfig(box_half_size_mm=box_mm, image_scoring=scoring, chunk_candidates=200)
     got = MedDiftMatcher(cfg).match(fa, fb, PointSet(queries))
     want_pos, want_score = brute_force(fa, fb, queries, box_mm)

@@ -25,11 +25,11 @@ class Cell:
 
     @property
     def case_mean_mm(self) -> float:
-        return float(np.mean([e.mean() for e in self.per_case.values()]))
+        return float(np.mean([np.nanmean(e) for e in self.per_case.values()]))
 
     @property
     def keypoint_mean_mm(self) -> float:
-        return float(np.concatenate(list(self.per_case.values())).mean())
+        return float(np.nanmean(np.concatenate(list(self.per_case.values()))))
 
     @property
     def num_keypoints(self) -> int:
@@ -69,10 +69,10 @@ def sweep(
                     FeatureMap(pick[1], fb.source),
                     case.fixed_points,
                 )
-                err = np.linalg.norm(np.asarray(matches.points.points) - truth, axis=1)
+                err = np.linalg.norm(matches.positions_mm() - truth, axis=1)  # NaN: unmatched
                 cells[(t, tuple(s))].per_case[case.id] = err
                 if progress is not None:
-                    progress(f"{case.id} t={t} levels={subset_label(s)}: {err.mean():.2f} mm")
+                    progress(f"{case.id} t={t} levels={subset_label(s)}: {np.nanmean(err):.2f} mm")
             del fa, fb
     return cells
 

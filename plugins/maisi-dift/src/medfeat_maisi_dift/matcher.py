@@ -56,14 +56,18 @@ class MedDiftMatcher:
         feats_b = [_channels_last(lv.data) for lv in lb]
         aff_a = [lv.grid.array_index_to_world_matrix() for lv in la]
         aff_b = [lv.grid.array_index_to_world_matrix() for lv in lb]
+        src_a = features_a.source  # queries outside image A are unmatched
+        extent_a = (
+            None if src_a is None else (src_a.grid.array_index_to_world_matrix(), src_a.grid.shape)
+        )
         if self.config.candidates == "finest-level":
             result = match_points(
                 feats_a, aff_a, feats_b, aff_b, queries.points,
                 box_half_size_mm=self.config.box_half_size_mm,
+                extent_a=extent_a,
                 chunk=self.config.chunk_candidates,
             )  # fmt: skip
-            pts = PointSet(result.positions_mm.numpy(), meta={"name": "matches in B"})
-            return Matches(pts, result.scores.numpy())
+            return _matches(result.positions_mm.numpy(), result.scores.numpy())
         if features_b.source is None:
             raise ConfigError(
                 "meddift-matcher with candidates: image needs B's image grid, but the "
@@ -72,7 +76,7 @@ class MedDiftMatcher:
             )
         grid = features_b.source.grid
         if self.config.image_scoring == "native-cells":
-            found = self._match_native_cells(la, lb, grid, queries)
+            found = self._match_native_cells(la, lb, grid, queries, src_a)
             if found is not None:
                 return found
         feats_a.append(torch.zeros((1, 1, 1, 1)))
@@ -90,6 +94,7 @@ class MedDiftMatcher:
                 points,
                 candidate_level=n_levels,
                 box_half_size_mm=self.config.box_half_size_mm,
+                extent_a=extent_a,
                 chunk=self.config.chunk_candidates,
             )  # fmt: skip
             return r.positions_mm.numpy(), r.scores.numpy() * (n_levels + 1) / n_levels
@@ -98,15 +103,17 @@ class MedDiftMatcher:
             pos, scores = run(queries.points, grid)
         else:  # crop the candidates to each query's box before computing any similarity
             pos = np.full(queries.points.shape, np.nan)
-            scores = np.full(len(queries), -np.inf)
+            scores = np.full(len(queries), np.nan)
             for i, q in enumerate(queries.points):
                 cand = box_grid(grid, q, self.config.box_half_size_mm)
                 if cand is not None:
                     p, sc = run(q[None], cand)
                     pos[i], scores[i] = p[0], sc[0]
-        return Matches(PointSet(pos, meta={"name": "matches in B"}), scores)
+        return _matches(pos, scores)
 
-    def _match_native_cells(self, la, lb, grid: Grid, queries: PointSet) -> Matches | None:
+    def _match_native_cells(
+        self, la, lb, grid: Grid, queries: PointSet, image_a=None
+    ) -> Matches | None:
         """Exact image-voxel search from the native cells; None if a level is not axis-aligned."""
         from medfeat_maisi_dift.voxel_search import ExactVoxelScorer, describe_points
 
@@ -123,9 +130,8 @@ class MedDiftMatcher:
             idx, best = scorer.best_in_boxes(desc, pts, half_v)
         idx, scores = idx.numpy(), best.numpy().astype(np.float64)
         pos = np.full(pts.shape, np.nan)
-        ok = idx >= 0
+        ok = (idx >= 0) & inside_levels([image_a] if image_a is not None else la, pts)
         pos[ok] = _world_of(grid, idx[ok])
-        scores[~ok] = -np.inf
         return _matches(pos, scores)
 
 
@@ -135,7 +141,20 @@ def _world_of(grid: Grid, flat: np.ndarray) -> np.ndarray:
 
 
 def _matches(pos: np.ndarray, scores: np.ndarray) -> Matches:
-    return Matches(PointSet(pos, meta={"name": "matches in B"}), scores)
+    """Per-query positions (NaN: unmatched) and scores as :class:`Matches`: unmatched queries
+    are marked, never an error; the correspondence pipeline reports and counts them."""
+    return Matches.from_positions(pos, scores, name="matches in B")
+
+
+def inside_levels(levels, points_mm: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: which points lie inside the voxel-edge box of at least one of ``levels``
+    (anything with a ``grid``: feature levels, images). A query outside image A (or, without
+    it, outside every level of A) is left unmatched."""
+    inside = np.zeros(len(points_mm), dtype=bool)
+    for lv in levels:
+        idx = lv.grid.world_to_array_index(np.asarray(points_mm, dtype=np.float64))
+        inside |= np.all((idx >= -0.5) & (idx <= np.asarray(lv.grid.shape) - 0.5), axis=1)
+    return inside
 
 
 def _channels_last(data: torch.Tensor) -> torch.Tensor:
