@@ -51,6 +51,8 @@ _EXPORTS: dict[str, str] = {
     "Grid": "medfeat.geometry",
     "Image": "medfeat.geometry",
     "PointSet": "medfeat.geometry",
+    "CONTENT_KEY": "medfeat.geometry.working",
+    "content_key": "medfeat.geometry.working",
     # errors
     "MedfeatError": "medfeat.errors",
     "CheckpointError": "medfeat.errors",

@@ -7,7 +7,9 @@ from medfeat.errors import ConfigError, GeometryError
 from medfeat.geometry import DisplacementField, Grid, Image
 from medfeat.geometry.chain import whole_forward, whole_inverse
 from medfeat.geometry.working import (
+    CONTENT_KEY,
     check_affine,
+    content_key,
     default_working_spacing,
     resample_image,
     working_grid,
@@ -61,14 +63,45 @@ def test_resampling_through_an_affine_reads_the_moving_image_at_A_x():
     assert np.allclose(out.numpy().ravel(), expected, atol=1e-3)
 
 
-def test_resampling_keeps_the_image_when_nothing_changes_and_renames_its_cache_key():
+def test_resampling_keeps_the_image_when_nothing_changes():
     grid = Grid.from_shape((4, 5, 6), 2.0)
     image = Image(np.random.default_rng(0).random(grid.shape).astype(np.float32), grid)
-    assert resample_image(image, grid) is image
     image.meta["sha256"] = "abc"
+    assert resample_image(image, grid) is image
+    assert content_key(image) == "abc"  # a file read from disk is keyed by its checksum
+
+
+def test_a_resampled_image_claims_no_file_checksum_but_a_content_key():
+    """``meta["sha256"]`` is a file's checksum (provenance reads it); a resampled copy is no file,
+    so it drops it and carries a content key naming its source, grid, affine and interpolation."""
+    grid = Grid.from_shape((4, 5, 6), 2.0)
+    data = np.random.default_rng(0).random(grid.shape).astype(np.float32)
+    image = Image(data, grid, {"sha256": "abc", "md5": "m", "path": "f.nii.gz"})
     other = Grid.from_shape((4, 5, 6), 2.0, origin=(1.0, 0.0, 0.0))
     out = resample_image(image, other)
-    assert out.meta["sha256"] != "abc" and out.meta["sha256"].startswith("abc+")
+    assert "sha256" not in out.meta and "md5" not in out.meta
+    assert out.meta["path"] == "f.nii.gz" and image.meta["sha256"] == "abc"  # source untouched
+    key = out.meta[CONTENT_KEY]
+    assert key.startswith("abc+working") and content_key(out) == key
+    # the same resampling gives the same key; another grid, affine or interpolation another one
+    assert resample_image(image, other).meta[CONTENT_KEY] == key
+    shifted = np.eye(4)
+    shifted[:3, 3] = (0.5, 0.0, 0.0)
+    keys = {
+        key,
+        resample_image(image, Grid.from_shape((4, 5, 6), 2.0, origin=(2.0, 0.0, 0.0))).meta[
+            CONTENT_KEY
+        ],
+        resample_image(image, other, affine=shifted).meta[CONTENT_KEY],
+        resample_image(image, other, nearest=True).meta[CONTENT_KEY],
+    }
+    assert len(keys) == 4
+    # resampling a resampled image chains the keys, still without a checksum
+    again = resample_image(out, grid)
+    assert "sha256" not in again.meta and again.meta[CONTENT_KEY].startswith(key + "+working")
+    # an image made in memory has no identity to cache under, nor does its copy
+    plain = resample_image(Image(data, grid), other)
+    assert CONTENT_KEY not in plain.meta and content_key(plain) is None
 
 
 def test_outside_the_moving_image_is_its_background_not_zero():

@@ -60,6 +60,19 @@ def test_feature_cache_keys_on_the_backbone_config():
     assert cache.get("mind radius 1", image, lambda im: "new") == "a"
 
 
+def test_feature_cache_reuses_a_resampled_image_by_its_content_key():
+    from medfeat.geometry.working import resample_image
+
+    source = Image(np.zeros((4, 4, 4)), Grid.from_shape((4, 4, 4), 2.0), {"sha256": "h"})
+    working = resample_image(source, Grid.from_shape((8, 8, 8), 1.0))
+    assert "sha256" not in working.meta  # not the file's bytes any more
+    cache = FeatureCache()
+    first = cache.get("mind", working, lambda im: "computed")
+    again = resample_image(source, Grid.from_shape((8, 8, 8), 1.0))
+    assert cache.get("mind", again, lambda im: "recomputed") == first
+    assert cache.get("mind", source, lambda im: "source") == "source"
+
+
 def cubes(shift_vox: int = 2, extra_moving_label: bool = False) -> RegistrationCase:
     """Label 3 as a 10-voxel cube; in the moving labels shifted along x (ITK i, 2 mm voxels)."""
     grid = Grid.from_shape((20, 20, 20), (2.0, 1.0, 1.0))

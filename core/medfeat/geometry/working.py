@@ -3,6 +3,14 @@
 Fixed and moving images (the moving one through the pre-alignment), and their masks, are
 resampled onto it before any feature is computed, so features do not depend on how the files
 store their voxels (axis order, flips, handedness, anisotropic spacing).
+
+A resampled image is not its source file: it carries no ``meta["sha256"]`` (that key is only ever
+the SHA-256 of a file's bytes, as provenance records read it). It carries
+``meta["content_key"]`` (:data:`CONTENT_KEY`) instead: the source's identity (its file checksum,
+or its own content key) followed by a digest of the grid, the affine and the interpolation, so the
+same image resampled the same way gets the same key and any other resampling a different one.
+A cache of per-image results (such as the run's feature cache) keys on :func:`content_key`, which
+falls back to the file checksum for an image read from disk.
 """
 
 from __future__ import annotations
@@ -16,12 +24,29 @@ from medfeat.geometry.grid import Grid
 from medfeat.geometry.image import Image
 
 __all__ = [
+    "CONTENT_KEY",
     "check_affine",
+    "content_key",
     "default_working_spacing",
     "is_identity",
     "resample_image",
     "working_grid",
 ]
+
+
+#: Meta key of a derived image's identity (cache key); never a file checksum.
+CONTENT_KEY = "content_key"
+
+#: Meta keys that describe a file's bytes (as :data:`medfeat.io.resample.CHECKSUM_KEYS`): a
+#: resampled image is not that file, so it does not carry them.
+_FILE_CHECKSUM_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums"})
+
+
+def content_key(image: Image) -> str | None:
+    """What identifies ``image``'s voxels and grid for a cache: ``meta["content_key"]`` when it was
+    derived (e.g. by :func:`resample_image`), else the checksum of the file it was read from
+    (``meta["sha256"]``); ``None`` for an image made in memory (not cacheable)."""
+    return image.meta.get(CONTENT_KEY) or image.meta.get("sha256")
 
 
 def default_working_spacing(grid: Grid) -> float:
@@ -88,9 +113,12 @@ def resample_image(
     at ``affine @ x`` (identity when none). Outside the image the value is the image's minimum
     (its background: air in CT, zero in MR); masks use nearest neighbour and zero outside.
 
-    The image itself is returned when nothing would change. The feature cache key
-    (``meta["sha256"]``) names the grid and the affine, so a resampled image never shares the
-    features of its source file.
+    The image itself is returned when nothing would change. Otherwise the copy carries no file
+    checksum (``sha256`` ...); its ``meta["content_key"]`` (see :func:`content_key`) is the
+    source's key followed by ``meta_key`` and a digest of the grid, the affine and the
+    interpolation, so a resampled image never shares the features of its source file, and
+    resampling the same image the same way gives the same key. A source without a checksum or
+    content key (made in memory) gives a copy without one.
     """
     import hashlib
 
@@ -114,9 +142,16 @@ def resample_image(
     )
     out = out + background
     out = out[0] if image.num_channels == 1 else out
-    meta = {**image.meta, meta_key: grid.describe()}
-    if "sha256" in meta:
-        key = repr((grid.to_dict(), None if identity else np.round(affine, 9).tolist()))
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        meta["sha256"] = f"{meta['sha256']}+{meta_key}{digest}"
+    source = content_key(image)
+    meta = {k: v for k, v in image.meta.items() if str(k).lower() not in _FILE_CHECKSUM_KEYS}
+    meta[meta_key] = grid.describe()
+    meta.pop(CONTENT_KEY, None)
+    if source is not None:
+        how = (
+            grid.to_dict(),
+            None if identity else np.round(affine, 9).tolist(),
+            "nearest" if nearest else "linear",
+        )
+        digest = hashlib.sha256(repr(how).encode()).hexdigest()[:16]
+        meta[CONTENT_KEY] = f"{source}+{meta_key}{digest}"
     return Image(out, grid, meta)

@@ -37,10 +37,12 @@ class FeatureCache:
         self, backbone: str, image: Image, extract: Callable[[Image], FeatureMap]
     ) -> FeatureMap:
         """The features of ``image`` by ``backbone`` (its config), computed by ``extract`` if new."""
-        checksum = image.meta.get("sha256")
-        if checksum is None:
+        from medfeat.geometry.working import content_key
+
+        identity = content_key(image)
+        if identity is None:
             return extract(image)
-        key = (backbone, checksum)
+        key = (backbone, identity)
         if key in self._maps:
             self._maps.move_to_end(key)
             return self._maps[key]

@@ -29,11 +29,15 @@ def test_label_maps_must_share_ids(tmp_path):
         LabelMappedFiles(config)
 
 
-def test_translation_moves_geometry_and_cache_key():
+def test_translation_moves_geometry_and_cache_key_but_keeps_the_file_checksum():
+    from medfeat.api import content_key
+
     image = Image(np.zeros((2, 3, 4)), Grid.from_shape((2, 3, 4), 2.0), {"sha256": "abc"})
     moved = translated(image, np.array([1.0, -2.0, 3.0]))
     assert moved.grid.origin == (1.0, -2.0, 3.0)
-    assert moved.meta["sha256"] != "abc"
+    assert moved.meta["sha256"] == "abc"  # still the input file's bytes (provenance)
+    assert moved.meta["translated_mm"] == [1.0, -2.0, 3.0]
+    assert content_key(moved) not in (None, "abc")  # the feature cache tells them apart
 
 
 def test_registration_run_reports_dice_and_hd95_per_shared_label(tmp_path):

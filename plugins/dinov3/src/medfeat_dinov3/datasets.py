@@ -34,13 +34,14 @@ def _centre_mm(image: Image, kind: str) -> np.ndarray:
 
 def translated(image: Image, offset_mm: np.ndarray) -> Image:
     """The same voxels placed ``offset_mm`` further in world space (origin moved)."""
-    from medfeat.api import Grid
+    from medfeat.api import CONTENT_KEY, Grid, content_key
 
     g = image.grid
     grid = Grid(g.shape, g.spacing, tuple(np.asarray(g.origin) + offset_mm), g.direction)
     meta = {**image.meta, "translated_mm": offset_mm.tolist()}
-    if "sha256" in meta:  # the feature cache keys on the checksum; the geometry changed
-        meta["sha256"] = f"{meta['sha256']}+translated{np.round(offset_mm, 6).tolist()}"
+    source = content_key(image)
+    if source is not None:  # the feature cache keys on it; the geometry changed, the file did not
+        meta[CONTENT_KEY] = f"{source}+translated{np.round(offset_mm, 6).tolist()}"
     return Image(image.data, grid, meta)
 
 
