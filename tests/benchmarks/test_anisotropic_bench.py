@@ -70,16 +70,24 @@ def test_generated_pipeline_keeps_every_lung_hyper_parameter(tmp_path):
 
 
 def test_abdomen_variants_differ_only_in_prealignment(tmp_path):
-    a, b = (
+    cfgs = [
         yaml.safe_load(bench.abdomen_pipeline(tmp_path, v, tmp_path).read_text())
         for v in bench.ABDOMEN_VARIANTS
+    ]
+    assert [[s["name"] for s in c["prealignment"]] for c in cfgs] == [
+        ["centroids"],
+        ["centroids", "affine"],
+        ["centroids", "block-matching"],
+        ["centroids", "block-matching"],
+    ]
+    assert [c["prealignment"][-1].get("transform") for c in cfgs[2:]] == ["rigid", "affine"]
+    rest = [{k: v for k, v in c.items() if k != "prealignment"} for c in cfgs]
+    assert all(r == rest[0] for r in rest)
+    assert cfgs[0]["data"]["moving"] == str(
+        (tmp_path / "abdomen-ct" / "example_ct_sm.nii.gz").resolve()
     )
-    assert [s["name"] for s in a["prealignment"]] == ["centroids"]
-    assert [s["name"] for s in b["prealignment"]] == ["centroids", "affine"]
-    assert {k: v for k, v in a.items() if k != "prealignment"} == {
-        k: v for k, v in b.items() if k != "prealignment"
-    }
-    assert a["data"]["moving"] == str((tmp_path / "abdomen-ct" / "example_ct_sm.nii.gz").resolve())
+    files = {p.name for p in tmp_path.glob("pipeline-*.yaml")}
+    assert len(files) == len(bench.ABDOMEN_VARIANTS)  # one file each, none overwritten
 
 
 def _rec(tres: dict[str, float]) -> dict:

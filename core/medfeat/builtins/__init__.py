@@ -11,6 +11,7 @@ from medfeat.builtins import (
     adam,
     aligners,
     backbones,
+    block_matching,
     datasets,
     ffd,
     losses,
@@ -164,6 +165,13 @@ def medfeat_register_aligners(register):
         config=aligners.AffineConfig,
         summary="Rigid or affine fit by mutual information or correlation (SimpleITK), "
         "from the alignment so far.",
+    )
+    register(
+        "block-matching",
+        block_matching.make_block_matching,
+        config=block_matching.BlockMatchingConfig,
+        summary="Rigid or affine fit to MIND-SSC block matches by trimmed least squares "
+        "(reg_aladin-like, any modalities), from the alignment so far.",
     )
 
 
