@@ -201,26 +201,25 @@ def test_the_written_field_includes_the_prealignment_and_tools_reproduce_the_war
     assert np.linalg.norm(back - phantom.fixed_points.points, axis=1).mean() < 2.5
 
 
-def test_block_matching_prealignment_finds_the_table_shift(tmp_path, phantom):
-    """Centroids, then rigid block matching of MIND-SSC: the fitted translation is the shift."""
+def test_block_matching_prealignment_finds_the_shift_and_the_breathing(tmp_path, phantom):
+    """Centroids, then affine block matching of MIND-SSC: the pre-alignment alone maps the fixed
+    landmarks to within 1 mm of the moving ones (35 mm apart as stored; the centroids alone leave
+    2.1 mm of the 8 mm breathing motion)."""
     offset = np.array([24.0, -15.0, 18.0])
     fixed, moving, moving_pts = shifted_pair(phantom, offset)
     text = files_pipeline(
         tmp_path,
         {"fixed": fixed, "moving": moving},
-        extra="prealignment:\n  - {name: centroids, of: image}\n"
-        "  - {name: block-matching, transform: rigid}\n",
+        extra="prealignment:\n  - {name: centroids, of: image}\n  - {name: block-matching}\n",
         points=(phantom.fixed_points.points, moving_pts),
     )
     text = text.replace("adam_iterations: 30", "adam_iterations: 2")
     case = run_pipeline(tmp_path, text) / "case"
     metrics = json.loads((case / "metrics.json").read_text())
     affine = np.asarray(metrics["prealignment_fixed_to_moving"])
-    assert np.allclose(affine[:3, :3] @ affine[:3, :3].T, np.eye(3), atol=1e-6)
-    centre = fixed.grid.array_index_to_world((np.asarray(fixed.grid.shape) - 1) / 2.0)[0]
-    # the breathing deformation moves the content a few mm craniocaudally; the table shift dominates
-    assert np.linalg.norm(affine[:3, :3] @ centre + affine[:3, 3] - centre - offset) < 4.0
-    assert metrics["tre_mm_after"]["mean"] < 0.2 * metrics["tre_mm_before"]["mean"]
+    mapped = phantom.fixed_points.points @ affine[:3, :3].T + affine[:3, 3]
+    assert np.linalg.norm(mapped - moving_pts, axis=1).mean() < 1.0
+    assert metrics["tre_mm_after"]["mean"] < 0.05 * metrics["tre_mm_before"]["mean"]
 
 
 def test_without_prealignment_the_whole_field_is_the_only_part(tmp_path, phantom):

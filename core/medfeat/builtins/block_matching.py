@@ -265,12 +265,13 @@ class BlockMatching:
             )
         for spacing, block, radius in levels:
             grid = working_grid(fixed.grid, spacing)
-            fixed_w = resample_image(fixed, grid).tensor(dtype=torch.float32)
+            fixed_w = resample_image(_antialiased(fixed, spacing), grid).tensor(dtype=torch.float32)
+            moving_level = _antialiased(moving, spacing)
             with torch.no_grad():
                 feat_fixed = mind_ssc(fixed_w[None, None], 1, 1)
             candidates = self._textured_blocks(fixed_w.numpy(), block, grid, fixed_mask)
             for _ in range(c.iterations):
-                moving_w = resample_image(moving, grid, affine=a).tensor(dtype=torch.float32)
+                moving_w = resample_image(moving_level, grid, affine=a).tensor(dtype=torch.float32)
                 with torch.no_grad():
                     feat_moving = mind_ssc(moving_w[None, None], 1, 1)
                     centres, shifts, _ = match_blocks(feat_fixed, feat_moving, block, radius)
@@ -316,6 +317,25 @@ class BlockMatching:
         order = order[variance[order] > 0]
         count = max(_minimum_points(c.transform), int(round(c.textured_fraction * len(order))))
         return np.sort(order[np.argsort(-variance[order], kind="stable")[:count]])
+
+
+def _antialiased(image: Image, spacing_mm: float) -> Image:
+    """``image`` Gaussian-smoothed along each axis finer than ``spacing_mm`` (sigma = half the
+    target spacing less the source's own, in quadrature), so that sampling it at ``spacing_mm``
+    does not alias; the image itself when no axis is finer."""
+    import torch
+
+    from medfeat.engine.mind import gaussian_smooth
+
+    src = np.asarray(image.grid.spacing_array_order, dtype=np.float64)
+    sigma_mm = np.sqrt(np.clip((spacing_mm / 2.0) ** 2 - (src / 2.0) ** 2, 0.0, None))
+    sigma_vox = sigma_mm / src
+    if not (sigma_vox > 0.25).any():
+        return image
+    data = image.tensor(dtype=torch.float32)[None, None]
+    with torch.no_grad():
+        smooth = gaussian_smooth(data, tuple(float(v) if v > 0.25 else 0.0 for v in sigma_vox))
+    return Image(smooth[0, 0], image.grid, dict(image.meta))
 
 
 def _inside(mask: Image, points_world: np.ndarray) -> np.ndarray:
