@@ -42,14 +42,22 @@ def test_registered_and_levels_checked(build):
               search_radius_mm=[8.0])  # fmt: skip
 
 
-def test_affine_recovered_between_differently_stored_images(build):
-    """A 6 degree rotation, 6 % scaling and a shift; the moving image has another spacing, flipped
-    axes and another origin, so only world coordinates relate the two."""
+@pytest.mark.parametrize(
+    "direction",
+    [np.diag([-1.0, 1.0, -1.0]), np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])],
+    ids=["flipped", "left-handed"],
+)
+def test_affine_recovered_between_differently_stored_images(build, direction):
+    """A 6 degree rotation, 6 % scaling and a shift; the moving image has another spacing, another
+    origin and flipped or swapped (left-handed) axes, so only world coordinates relate the two."""
     fixed_grid = Grid.from_shape((40, 40, 40), 2.5, origin=(-49.0, -49.0, -49.0))
     a = np.eye(4)
     a[:3, :3] = 1.06 * rotation_z(6.0)
     a[:3, 3] = (3.0, -2.0, 2.5)
-    moving_grid = Grid((36, 44, 40), (3.0, 2.25, 2.5), (52.0, -48.0, 51.0), np.diag([-1, 1, -1.0]))
+    box = np.array([[0, 0, 0], [39, 43, 35]]) * (2.5, 2.25, 3.0)  # index extent in mm (i, j, k)
+    centre = box.mean(0)
+    origin = -(direction @ centre)  # the moving grid centred on the world origin
+    moving_grid = Grid((36, 44, 40), (2.5, 2.25, 3.0), tuple(origin), direction)
     fixed = blobs(fixed_grid, CENTRES)
     moving = blobs(moving_grid, mapped(CENTRES, a))
     out = build("aligner", "block-matching", **FAST).align(fixed, moving, initial=np.eye(4))
@@ -96,7 +104,7 @@ def test_block_shifts_are_found(shift):
     moved = ndimage.shift(texture, shift, order=3, mode="nearest")  # moved(x + shift) = texture(x)
     fixed = torch.tensor(texture, dtype=torch.float32)[None, None]
     moving = torch.tensor(moved, dtype=torch.float32)[None, None]
-    centres, shifts, _ = match_blocks(fixed, moving, block=7, radius=3)
+    centres, shifts, _, _ = match_blocks(fixed, moving, block=7, radius=3)
     inner = np.all((centres > 5) & (centres < 22), axis=1)  # away from the zero padding
     assert inner.sum() >= 8
     assert np.allclose(shifts[inner], shift, atol=0.15), shifts[inner]
@@ -116,8 +124,17 @@ def test_thin_image_and_empty_mask_refused_with_a_remedy(build):
         )
 
 
-def test_coarse_level_skipped_on_a_thin_slab(build):
-    """A 40 mm slab fits no 32 mm block three times: the finer level alone aligns it."""
+def test_coarse_level_skipped_on_a_thin_slab(build, monkeypatch):
+    """A 40 mm slab fits no 32 mm block three times: only the finer level runs, and aligns it."""
+    from medfeat.builtins import block_matching
+
+    blocks = []
+
+    def recording(fixed, moving, block, radius):
+        blocks.append(block)
+        return match_blocks(fixed, moving, block, radius)
+
+    monkeypatch.setattr(block_matching, "match_blocks", recording)
     grid = Grid.from_shape((16, 40, 40), 2.5, origin=(-20.0, -49.0, -49.0))
     centres = CENTRES * [0.25, 1.0, 1.0]
     a = np.eye(4)
@@ -127,6 +144,7 @@ def test_coarse_level_skipped_on_a_thin_slab(build):
         "aligner", "block-matching", transform="rigid", spacings_mm=[8.0, 2.5],
         block_size_mm=[32.0, 7.5], search_radius_mm=[16.0, 5.0],
     ).align(fixed, moving, initial=np.eye(4))  # fmt: skip
+    assert blocks and set(blocks) == {3}  # 7.5 mm blocks of 2.5 mm voxels only
     err = np.linalg.norm(mapped(centres, out) - mapped(centres, a), axis=1)
     assert err.max() < 0.5, (err.max(), out)
 
@@ -145,3 +163,39 @@ def test_levels_sample_anti_aliased_images():
     smoothed = resample_image(_antialiased(image, 8.0), coarse).numpy()
     assert np.abs(smoothed[..., 1:-1]).max() < 0.05  # away from the replicated border
     assert _antialiased(image, 1.0) is image  # nothing finer than the target: unchanged
+
+
+@pytest.mark.parametrize("transform", ["rigid", "affine"])
+def test_moving_image_covering_a_third_of_the_fixed_one(build, transform):
+    """Blocks whose match would fall outside the moving image, or find no texture there, are not
+    used (they used to report one false shift together and win the trimmed fit: 38.7 mm rigid,
+    3.7 mm affine)."""
+    fixed_grid = Grid.from_shape((40, 40, 40), 2.5, origin=(-49.0, -49.0, -49.0))
+    a = np.eye(4)
+    a[:3, 3] = (4.0, -3.0, 2.0)
+    part = Grid((14, 40, 40), (2.5, 2.5, 2.5), (-49.0, -49.0, 16.0), np.eye(3))  # z >= 16 mm
+    fixed = blobs(fixed_grid, CENTRES)
+    moving = blobs(part, mapped(CENTRES, a))
+    out = build("aligner", "block-matching", transform=transform, **FAST).align(
+        fixed, moving, initial=np.eye(4)
+    )
+    overlap = CENTRES[mapped(CENTRES, a)[:, 2] > 21.0]
+    err = np.linalg.norm(mapped(overlap, out) - mapped(overlap, a), axis=1)
+    assert err.max() < 0.6, (err.max(), out)
+
+
+def test_constant_moving_image_is_refused_with_the_reason(build):
+    grid = Grid.from_shape((40, 40, 40), 2.5, origin=(-49.0, -49.0, -49.0))
+    fixed = blobs(grid, CENTRES)
+    flat = Image(np.full(grid.shape, 3.0, np.float32), grid)
+    with pytest.raises(GeometryError, match="found no texture in it") as info:
+        build("aligner", "block-matching", **FAST).align(fixed, flat, initial=np.eye(4))
+    assert "overlap" in info.value.remedy
+
+
+def test_affine_fit_refuses_blocks_in_one_plane_but_rigid_fits_them():
+    p = np.c_[RNG.uniform(-50, 50, (60, 2)), np.zeros(60)]  # one layer of blocks
+    q = p + (1.0, 2.0, 3.0)
+    with pytest.raises(GeometryError, match="one plane"):
+        fit_transform(p, q, "affine")
+    assert np.allclose(fit_transform(p, q, "rigid")[:3, 3], (1.0, 2.0, 3.0))

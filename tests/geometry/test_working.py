@@ -140,3 +140,19 @@ def test_whole_fields_compose_the_prealignment_with_the_deformable_part():
     y = moving.array_index_to_world(np.array([[5.0, 5.0, 7.0], [3.0, 6.0, 4.0]]))
     z = (y - a[:3, 3]) @ np.linalg.inv(a[:3, :3]).T
     assert np.allclose(inv.transform_points(y), z - shift)
+
+
+def test_an_image_resampled_again_by_sitk_shares_no_identity_with_its_source():
+    """The SimpleITK resampler drops the content key too: the copy is on another grid, so it must
+    not pick up the source's cached features."""
+    from medfeat.geometry.working import content_key, derived_meta, resample_image
+    from medfeat.io.resample import resample_to_grid
+
+    assert derived_meta({"sha256": "a", "content_key": "b", "path": "p"}) == {"path": "p"}
+    source = Image(
+        np.zeros((4, 4, 4), np.float32), Grid.from_shape((4, 4, 4), 2.0), {"sha256": "h"}
+    )
+    working = resample_image(source, Grid.from_shape((8, 8, 8), 1.0))
+    assert content_key(working) is not None
+    again = resample_to_grid(working, Grid.from_shape((16, 16, 16), 0.5))
+    assert content_key(again) is None

@@ -14,7 +14,7 @@ The result is a 4x4 world matrix (LPS mm) mapping a fixed point ``x`` to the mov
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -23,7 +23,7 @@ from medfeat.config.base import ConfigModel
 from medfeat.errors import GeometryError
 from medfeat.geometry import Grid, Image
 
-__all__ = ["BlockMatching", "BlockMatchingConfig", "fit_transform", "match_blocks"]
+__all__ = ["BlockMatches", "BlockMatching", "BlockMatchingConfig", "fit_transform", "match_blocks"]
 
 #: A level takes part only when its blocks tile every axis at least this many times (fewer leave
 #: an affine fit undetermined along that axis); coarser levels are skipped on thin images.
@@ -106,13 +106,23 @@ class BlockMatchingConfig(ConfigModel):
         return self
 
 
-def match_blocks(fixed, moving, block: int, radius: int):
+class BlockMatches(NamedTuple):
+    """What :func:`match_blocks` found, one row per block (voxels, array order)."""
+
+    centres: np.ndarray  # [N, 3] block centres
+    shifts: np.ndarray  # [N, 3] sub-voxel shifts to the best match
+    cost: np.ndarray  # [N] cost at the best whole shift
+    spread: np.ndarray  # [N] highest minus lowest cost: 0 where the moving side has no texture
+
+
+def match_blocks(fixed, moving, block: int, radius: int) -> BlockMatches:
     """Best shift of every ``block``^3 block of ``fixed`` within ``radius`` voxels in ``moving``.
 
     ``fixed`` and ``moving`` are feature tensors ``[1, C, D, H, W]`` on one grid; the cost of a
-    shift is the mean squared feature difference over the block (``moving`` is zero outside its
-    grid). Returns ``(centres, shifts, cost)``: block centres ``[N, 3]`` and sub-voxel shifts
-    ``[N, 3]`` in voxels (array order), and the cost at the best whole shift ``[N]``.
+    shift is the mean squared feature difference over the block (``moving`` is extended by its
+    border values). Equal costs go to the shortest shift, so a block without texture in
+    ``moving`` reports no motion (and a zero ``spread``) instead of an arbitrary corner of the
+    search range.
     """
     import torch
     import torch.nn.functional as F
@@ -122,7 +132,7 @@ def match_blocks(fixed, moving, block: int, radius: int):
     if min(nd, nh, nw) < 1:
         raise ValueError(f"a {block}-voxel block does not fit a {d}x{h}x{w} grid")
     fix = fixed[..., : nd * block, : nh * block, : nw * block]
-    pad = F.pad(moving, (radius,) * 6)
+    pad = F.pad(moving, (radius,) * 6, mode="replicate")
     r = torch.arange(-radius, radius + 1)
     n = len(r)
     cost = fixed.new_empty((n, n, n, nd, nh, nw))
@@ -133,6 +143,9 @@ def match_blocks(fixed, moving, block: int, radius: int):
                 diff = (fix - shifted).pow(2).sum(1, keepdim=True)
                 cost[a, b, c] = F.avg_pool3d(diff, block, stride=block)[0, 0]
     flat = cost.reshape(n**3, -1)
+    spread = flat.max(0).values - flat.min(0).values
+    length = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 1, 3)
+    flat = flat + 1e-6 * spread.clamp_min(1e-12) * length.pow(2).sum(-1).to(flat.dtype)
     best_cost, best = flat.min(0)
     whole = torch.stack([best // (n * n), (best // n) % n, best % n], 1)
     shifts = whole.to(fixed.dtype) - radius + _quadratic_offset(flat, whole, n)
@@ -140,7 +153,7 @@ def match_blocks(fixed, moving, block: int, radius: int):
         torch.meshgrid(torch.arange(nd), torch.arange(nh), torch.arange(nw), indexing="ij"), -1
     ).reshape(-1, 3)
     centres = grid.to(fixed.dtype) * block + (block - 1) / 2.0
-    return centres.numpy(), shifts.numpy(), best_cost.numpy()
+    return BlockMatches(centres.numpy(), shifts.numpy(), best_cost.numpy(), spread.numpy())
 
 
 def _quadratic_offset(flat, whole, n: int):
@@ -198,18 +211,40 @@ def fit_transform(
     p: np.ndarray, q: np.ndarray, transform: str = "affine", inlier_fraction: float = 0.5
 ) -> np.ndarray:
     """Trimmed least-squares fit of a rigid or affine ``A`` with ``A @ p ~ q``: refit on the
-    ``inlier_fraction`` of the points with the smallest residuals until that set is stable."""
+    ``inlier_fraction`` of the points with the smallest residuals until that set is stable.
+
+    An affine fit needs points that span a volume: points close to one plane leave it
+    undetermined across the plane (a :class:`GeometryError`); a trimmed subset that would be
+    planar is not used.
+    """
+    affine = transform == "affine"
+    if affine and not _spans_volume(p):
+        raise GeometryError(
+            f"block-matching: the {len(p)} usable blocks lie close to one plane, which leaves an "
+            "affine fit undetermined across it.",
+            remedy="Use transform: rigid, or a fixed image and mask that span at least three "
+            "block layers along every axis.",
+        )
     keep = np.arange(len(p))
     a = _solve(p, q, transform)
     count = max(_minimum_points(transform), int(round(inlier_fraction * len(p))))
     for _ in range(20):
         residual = np.linalg.norm(p @ a[:3, :3].T + a[:3, 3] - q, axis=1)
         new = np.sort(np.argsort(residual, kind="stable")[:count])
-        if np.array_equal(new, keep):
+        if np.array_equal(new, keep) or (affine and not _spans_volume(p[new])):
             break
         keep = new
         a = _solve(p[keep], q[keep], transform)
     return a
+
+
+def _spans_volume(p: np.ndarray, ratio: float = 0.05) -> bool:
+    """Whether points spread along all three directions (smallest over largest singular value
+    of the centred points at least ``ratio``)."""
+    if len(p) < 4:
+        return False
+    s = np.linalg.svd(p - p.mean(0), compute_uv=False)
+    return bool(s[0] > 0 and s[-1] >= ratio * s[0])
 
 
 def _minimum_points(transform: str) -> int:
@@ -245,7 +280,6 @@ class BlockMatching:
         c = self.config
         a = np.asarray(initial, dtype=np.float64)
         corners = _corners(fixed.grid)
-        use_moving_mask = c.use_masks and moving_mask is not None
         extent = np.asarray(fixed.grid.size_ijk) * np.asarray(fixed.grid.spacing)
         levels = [
             (spacing, block, max(1, int(round(radius_mm / spacing))))
@@ -274,22 +308,8 @@ class BlockMatching:
                 moving_w = resample_image(moving_level, grid, affine=a).tensor(dtype=torch.float32)
                 with torch.no_grad():
                     feat_moving = mind_ssc(moving_w[None, None], 1, 1)
-                    centres, shifts, _ = match_blocks(feat_fixed, feat_moving, block, radius)
-                centres, shifts = centres[candidates], shifts[candidates]
-                p = grid.array_index_to_world(centres.astype(np.float64))
-                q = grid.array_index_to_world((centres + shifts).astype(np.float64))
-                q = q @ a[:3, :3].T + a[:3, 3]  # the moving grid was sampled at A @ x
-                if use_moving_mask:
-                    inside = _inside(moving_mask, q)
-                    p, q = p[inside], q[inside]
-                if len(p) < _minimum_points(c.transform):
-                    raise GeometryError(
-                        f"block-matching found {len(p)} usable block(s) at {spacing:g} mm "
-                        f"(blocks of {block * spacing:g} mm), fewer than the "
-                        f"{_minimum_points(c.transform)} a {c.transform} fit needs.",
-                        remedy="Make block_size_mm smaller, check that the fixed and moving masks "
-                        "cover the same anatomy, or set use_masks: false.",
-                    )
+                    found = match_blocks(feat_fixed, feat_moving, block, radius)
+                p, q = self._usable_matches(found, candidates, block, grid, a, moving, moving_mask)
                 new = fit_transform(p, q, c.transform, c.inlier_fraction)
                 change = np.abs(
                     corners @ (new[:3, :3] - a[:3, :3]).T + (new[:3, 3] - a[:3, 3])
@@ -298,6 +318,52 @@ class BlockMatching:
                 if change < c.tolerance_mm:
                     break
         return a
+
+    def _usable_matches(
+        self,
+        found: BlockMatches,
+        candidates: np.ndarray,
+        block: int,
+        grid: Grid,
+        a: np.ndarray,
+        moving: Image,
+        moving_mask: Image | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """World points ``p`` (fixed) and ``q`` (moving) of the candidate blocks whose match lies
+        wholly inside the moving image, has texture there and, with ``use_masks``, is centred in
+        the moving mask; a :class:`GeometryError` naming the reasons when too few are left."""
+        c = self.config
+        centres = found.centres[candidates].astype(np.float64)
+        shifts = found.shifts[candidates].astype(np.float64)
+
+        def to_moving(index: np.ndarray) -> np.ndarray:  # the moving grid was sampled at A @ x
+            return grid.array_index_to_world(index) @ a[:3, :3].T + a[:3, 3]
+
+        half = (block - 1) / 2.0
+        corners = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)]) * half
+        matched = (centres + shifts)[:, None, :] + corners[None]
+        inside = moving.grid.contains_world(to_moving(matched.reshape(-1, 3))).reshape(-1, 8)
+        in_view = inside.all(1)
+        spread = found.spread[candidates]
+        textured = spread > 1e-4 * max(float(spread.max(initial=0.0)), 1e-12)
+        q = to_moving(centres + shifts)
+        in_mask = np.ones(len(q), bool)
+        if c.use_masks and moving_mask is not None:
+            in_mask = _inside(moving_mask, q)
+        usable = in_view & textured & in_mask
+        needed = _minimum_points(c.transform)
+        if usable.sum() < needed:
+            raise GeometryError(
+                f"block-matching found {int(usable.sum())} usable block(s) of "
+                f"{block * grid.spacing[0]:g} mm at {grid.spacing[0]:g} mm, fewer than the "
+                f"{needed} {'an' if c.transform == 'affine' else 'a'} {c.transform} fit needs: of "
+                f"the {len(q)} textured fixed blocks, {int((~in_view).sum())} matched outside the "
+                f"moving image, {int((~textured).sum())} found no texture in it and "
+                f"{int((~in_mask).sum())} lay outside the moving mask.",
+                remedy="Check that the images overlap after the pre-alignments before this one "
+                "(`centroids` first helps), make block_size_mm smaller, or set use_masks: false.",
+            )
+        return grid.array_index_to_world(centres[usable]), q[usable]
 
     def _textured_blocks(
         self, fixed: np.ndarray, block: int, grid: Grid, fixed_mask: Image | None
@@ -320,22 +386,38 @@ class BlockMatching:
 
 
 def _antialiased(image: Image, spacing_mm: float) -> Image:
-    """``image`` Gaussian-smoothed along each axis finer than ``spacing_mm`` (sigma = half the
-    target spacing less the source's own, in quadrature), so that sampling it at ``spacing_mm``
-    does not alias; the image itself when no axis is finer."""
+    """``image`` ready to be sampled at ``spacing_mm`` without aliasing: along each axis finer
+    than half of it, averaged over whole voxels (on a coarser grid over the same box), then
+    Gaussian-smoothed by what is left of sigma = half the target spacing; the image itself when no
+    axis is finer. Cheap in memory: the smoothing runs on the averaged image."""
     import torch
+    import torch.nn.functional as F
+    from scipy import ndimage
 
-    from medfeat.engine.mind import gaussian_smooth
+    from medfeat.geometry.working import derived_meta
 
     src = np.asarray(image.grid.spacing_array_order, dtype=np.float64)
-    sigma_mm = np.sqrt(np.clip((spacing_mm / 2.0) ** 2 - (src / 2.0) ** 2, 0.0, None))
-    sigma_vox = sigma_mm / src
-    if not (sigma_vox > 0.25).any():
+    factor = np.maximum(1, np.floor(spacing_mm / (2.0 * src))).astype(int)
+    target = np.sqrt(np.clip((spacing_mm / 2.0) ** 2 - (src / 2.0) ** 2, 0.0, None))
+    if not (target / src > 0.25).any():
         return image
-    data = image.tensor(dtype=torch.float32)[None, None]
-    with torch.no_grad():
-        smooth = gaussian_smooth(data, tuple(float(v) if v > 0.25 else 0.0 for v in sigma_vox))
-    return Image(smooth[0, 0], image.grid, dict(image.meta))
+    data = image.tensor(dtype=torch.float32)
+    grid = image.grid
+    if (factor > 1).any():
+        shape = tuple(int(n // f) for n, f in zip(grid.shape, factor, strict=True))
+        if min(shape) >= 1:
+            with torch.no_grad():
+                data = F.avg_pool3d(data[None, None], tuple(factor.tolist()))[0, 0]
+            spacing = src * factor
+            grid = grid.with_shape_and_spacing(shape, tuple(spacing[::-1]))
+            src = spacing
+    # a box of width w blurs like a Gaussian of sigma w / sqrt(12)
+    remaining = np.sqrt(np.clip(target**2 - src**2 / 12.0, 0.0, None)) / src
+    arr = data.numpy()
+    for axis, sigma in enumerate(remaining):
+        if sigma > 0.25:
+            arr = ndimage.gaussian_filter1d(arr, float(sigma), axis=axis, mode="nearest")
+    return Image(np.ascontiguousarray(arr, dtype=np.float32), grid, derived_meta(image.meta))
 
 
 def _inside(mask: Image, points_world: np.ndarray) -> np.ndarray:

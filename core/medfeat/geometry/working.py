@@ -25,9 +25,11 @@ from medfeat.geometry.image import Image
 
 __all__ = [
     "CONTENT_KEY",
+    "IDENTITY_KEYS",
     "check_affine",
     "content_key",
     "default_working_spacing",
+    "derived_meta",
     "is_identity",
     "resample_image",
     "working_grid",
@@ -37,9 +39,16 @@ __all__ = [
 #: Meta key of a derived image's identity (cache key); never a file checksum.
 CONTENT_KEY = "content_key"
 
-#: Meta keys that describe a file's bytes (as :data:`medfeat.io.resample.CHECKSUM_KEYS`): a
-#: resampled image is not that file, so it does not carry them.
-_FILE_CHECKSUM_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums"})
+#: Meta keys that identify an image's source: its file's bytes (``sha256``, ...) or its content
+#: (:data:`CONTENT_KEY`). An image derived from it (resampled, smoothed, cropped) is not that
+#: file, so :func:`derived_meta` leaves them out.
+IDENTITY_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums", CONTENT_KEY})
+
+
+def derived_meta(meta: dict) -> dict:
+    """``meta`` for an image derived from the one it describes: without :data:`IDENTITY_KEYS`,
+    so the copy claims neither the source file's checksum nor its cache identity."""
+    return {k: v for k, v in meta.items() if str(k).lower() not in IDENTITY_KEYS}
 
 
 def content_key(image: Image) -> str | None:
@@ -143,9 +152,8 @@ def resample_image(
     out = out + background
     out = out[0] if image.num_channels == 1 else out
     source = content_key(image)
-    meta = {k: v for k, v in image.meta.items() if str(k).lower() not in _FILE_CHECKSUM_KEYS}
+    meta = derived_meta(image.meta)
     meta[meta_key] = grid.describe()
-    meta.pop(CONTENT_KEY, None)
     if source is not None:
         how = (
             grid.to_dict(),

@@ -52,14 +52,13 @@ def _resample(
     return sitk_to_image(out, {**resampled_meta(image.meta), "resampled_with": interpolation})
 
 
-#: Meta keys that describe a file's bytes; a resampled image is not that file.
-CHECKSUM_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums"})
-
-
 def resampled_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """``meta`` of an image for its resampled copy: without checksum keys (``sha256``, ...), so
-    the copy never claims the source file's checksum."""
-    return {k: v for k, v in meta.items() if str(k).lower() not in CHECKSUM_KEYS}
+    """``meta`` of an image for its resampled copy: without the keys that identify the source
+    (file checksums, content key; :func:`medfeat.geometry.working.derived_meta`), so the copy
+    never claims the source file's checksum nor shares its cached features."""
+    from medfeat.geometry.working import derived_meta
+
+    return derived_meta(meta)
 
 
 def resample_to_grid(

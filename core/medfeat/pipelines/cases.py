@@ -19,10 +19,11 @@ MAX_CACHED_FEATURE_MAPS = 4
 
 
 class FeatureCache:
-    """Backbone features of a run's images, reused when the same file comes back in a cohort.
+    """Backbone features of a run's images, reused when the same image comes back in a cohort.
 
-    Keyed by the backbone's resolved config and the image's SHA-256 (``meta["sha256"]``); images
-    without a checksum (generated in memory) are not cached. At most ``max_maps`` feature maps are
+    Keyed by the backbone's resolved config and the image's identity
+    (:func:`medfeat.geometry.working.content_key`: the file's SHA-256, or the content key of a
+    resampled copy); images without one (generated in memory) are not cached. At most ``max_maps`` feature maps are
     kept; the least recently used one is dropped first.
     """
 
