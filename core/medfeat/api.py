@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "PointSet": "medfeat.geometry",
     "CONTENT_KEY": "medfeat.geometry.working",
     "content_key": "medfeat.geometry.working",
+    "derived_meta": "medfeat.geometry.working",
     # errors
     "MedfeatError": "medfeat.errors",
     "CheckpointError": "medfeat.errors",

@@ -230,3 +230,19 @@ def test_label_vote_takes_the_majority(tmp_path):
     out = apply_transforms([field], labels=Image(arr, grid), spacing_mm=[2.0, 2.0, 2.0])
     assert out.grid.shape == (4, 4, 4) and out.numpy().dtype == np.uint8
     np.testing.assert_array_equal(out.numpy()[1, 1], [0, 0, 3, 3])
+
+
+def test_warped_images_and_labels_do_not_claim_the_source_checksum(fixed_grid, helpers, tmp_path):
+    """A warp is not the input file: no sha256 / content key of the source on the result."""
+    from medfeat.geometry import Image
+
+    path = write_displacement_field(helpers.smooth_field(fixed_grid, 3.0), tmp_path / "f.nii.gz")
+    src = read_image(
+        write_image(helpers.blob_image(fixed_grid, np.zeros(3), 8.0), tmp_path / "m.nii.gz")
+    )
+    assert "sha256" in src.meta
+    warped = apply_transforms([path], image=src)
+    assert "sha256" not in warped.meta and "content_key" not in warped.meta
+    labels = Image((src.numpy() > 0.5).astype(np.uint8), src.grid, dict(src.meta))
+    mapped = apply_transforms([path], labels=labels)
+    assert "sha256" not in mapped.meta

@@ -9,6 +9,7 @@ import numpy as np
 from medfeat.apply.chain import TransformChain
 from medfeat.errors import ConfigError, DataError, GeometryError
 from medfeat.geometry import Grid, Image
+from medfeat.geometry.working import derived_meta
 
 __all__ = ["IMAGE_INTERPOLATIONS", "LABEL_METHODS", "resample_image", "resample_labels"]
 
@@ -73,7 +74,12 @@ def resample_image(
         src, grid, chain.to_sitk(), interp[interpolation], default_value, src.GetPixelID()
     )
     return sitk_to_image(
-        out, {**image.meta, "resampled_with": interpolation, "transforms": chain.describe()}
+        out,
+        {
+            **derived_meta(image.meta),
+            "resampled_with": interpolation,
+            "transforms": chain.describe(),
+        },
     )
 
 
@@ -105,7 +111,11 @@ def resample_labels(
             f"{labels.name} holds non-integer values, so it is not a label map.",
             remedy="Pass it as an image (--image) with linear or B-spline interpolation.",
         )
-    meta = {**labels.meta, "resampled_with": f"labels-{method}", "transforms": chain.describe()}
+    meta = {
+        **derived_meta(labels.meta),
+        "resampled_with": f"labels-{method}",
+        "transforms": chain.describe(),
+    }
     transform = chain.to_sitk()
     if method in ("nearest", "gaussian"):
         interp = sitk.sitkNearestNeighbor if method == "nearest" else sitk.sitkLabelGaussian

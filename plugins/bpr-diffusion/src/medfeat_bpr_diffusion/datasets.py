@@ -58,7 +58,11 @@ def slab(image: Image, start: int, stop: int) -> Image:
     g = image.grid
     origin = g.array_index_to_world(np.array([[start, 0, 0]], dtype=np.float64))[0]
     grid = Grid((stop - start, *g.shape[1:]), g.spacing, tuple(origin), g.direction)
-    return Image(image.numpy()[start:stop], grid, {**image.meta, "slab": [start, stop]})
+    from medfeat.api import derived_meta
+
+    return Image(
+        image.numpy()[start:stop], grid, {**derived_meta(image.meta), "slab": [start, stop]}
+    )
 
 
 class LabelledVolumeZSplit:
