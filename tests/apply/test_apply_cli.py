@@ -161,3 +161,26 @@ def test_python_api_takes_one_input(files):
     moved = apply_transforms([files / "pre.tfm"], points=PointSet(np.zeros((1, 3))))
     np.testing.assert_allclose(moved.points, [[2.0, -1.0, 0.5]])
     write_points(moved, files / "x.csv")
+
+
+def test_every_output_has_its_provenance_beside_it(files, apply_cli):
+    import json
+
+    from medfeat.io.checksum import sha256_file
+
+    f = files
+    warped, whole = f / "w.nii.gz", f / "whole.nii.gz"
+    field = f / "field_fixed_to_moving.nii.gz"
+    args = ["-t", str(f / "pre.tfm"), "-t", str(field), "--interpolation", "bspline"]
+    assert apply_cli([*args, "--reference", str(f / "ref.nii.gz"), "--image", str(f / "m.nii.gz"),
+                      str(warped), "--write-field", str(whole)]) == 0  # fmt: skip
+    for out in (warped, whole):
+        record = json.loads((f / (out.name + ".provenance.json")).read_text())
+        assert record["output"] == {"path": str(out.resolve()), "sha256": sha256_file(out)}
+        inputs = {i["path"]: i["sha256"] for i in record["inputs"]}
+        for src in (f / "m.nii.gz", f / "pre.tfm", field):
+            assert inputs[str(src.resolve())] == sha256_file(src)
+        assert record["config"]["interpolation"] == "bspline"
+        assert record["config"]["mapping"] == "fixed_to_moving"
+        assert "pre.tfm" in record["config"]["transforms"]
+        assert record["versions"]["medfeat"] and record["command"]

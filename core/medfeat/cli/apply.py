@@ -147,6 +147,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     chain = load_chain(args.chain, args.mapping, args.invert_iterations)
     out = console()
     reference = _read_reference(args.reference)
+    written: list[Path] = []
     with protecting(inputs):
         grid = None
         if args.image or args.labels or args.write_field or _grid_options(args):
@@ -155,12 +156,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
             )
         for src, dst in args.image:
             _write_image(args, chain, grid, Path(src), Path(dst), labels=False)
+            written.append(Path(dst))
             out.print(f"{src} -> {dst} (image pulled by the {chain.describe()}; {grid.describe()})")
         for src, dst in args.labels:
             _write_image(args, chain, grid, Path(src), Path(dst), labels=True)
+            written.append(Path(dst))
             out.print(f"{src} -> {dst} (labels, {args.label_method}; {grid.describe()})")
         for src, dst in args.points:
             n = _write_points(args, chain, Path(src), Path(dst))
+            written.append(Path(dst))
             src_space, dst_space = chain.mapping.split("_to_")
             out.print(f"{src} -> {dst} ({n} {src_space} points pushed into the {dst_space} image)")
         if args.write_field:
@@ -168,6 +172,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             from medfeat.io.fields import write_displacement_field
 
             write_displacement_field(compose_field(chain, grid), args.write_field)
+            written.append(Path(args.write_field))
             out.print(
                 f"{args.write_field}: the {chain.describe()} as one field ({grid.describe()})"
             )
@@ -177,8 +182,39 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
             jac = jacobian_map(chain, grid)
             write_image(jac, args.jacobian)
+            written.append(Path(args.jacobian))
             out.print(f"{args.jacobian}: Jacobian determinant ({jac.grid.describe()})")
+        _write_provenance(args, chain, grid, inputs, written)
     return 0
+
+
+#: Suffix of the record written beside every output of ``medfeat apply``.
+PROVENANCE_SUFFIX = ".provenance.json"
+
+
+def _write_provenance(args, chain, grid, inputs: list[Path], written: list[Path]) -> None:  # noqa: ANN001
+    """Beside each output, ``<output>.provenance.json``: when and how it was made (command line,
+    the transform chain and its direction, the output grid, interpolation), from what (every
+    input file with its SHA-256), by which versions on which host, and the output's own SHA-256."""
+    from medfeat.io.atomic import atomic_write_json
+    from medfeat.io.checksum import sha256_file
+    from medfeat.provenance import base_record, describe_input
+
+    options = {
+        "mapping": chain.mapping,
+        "transforms": chain.describe(),
+        "interpolation": args.interpolation,
+        "label_method": args.label_method,
+        "default_value": args.default_value,
+        "output_grid": None if grid is None else grid.to_dict(),
+    }
+    base = base_record(options, seed=0, device="cpu", plugins={})
+    base.pop("seed")
+    base.pop("out_dir")
+    base["inputs"] = [describe_input(p) for p in inputs if p.is_file()]
+    for path in written:
+        record = {**base, "output": {"path": str(path.resolve()), "sha256": sha256_file(path)}}
+        atomic_write_json(path.with_name(path.name + PROVENANCE_SUFFIX), record)
 
 
 def _grid_options(args: argparse.Namespace) -> bool:
