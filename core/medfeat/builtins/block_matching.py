@@ -2,7 +2,9 @@
 
 In the manner of NiftyReg's ``reg_aladin`` (Ourselin et al., Image Vis. Comput. 2001; Modat et
 al., 2014), on modality-independent features: both images are sampled on an isotropic working grid
-in the fixed frame (the moving one through the alignment so far), MIND-SSC is computed on each,
+in the fixed frame (the moving one through the alignment so far; each first anti-aliased for that
+spacing), MIND-SSC is computed on each (patch radius and dilation: one working voxel, i.e. the
+level's spacing in mm),
 every textured block of the fixed grid finds its best whole-voxel shift by SSD of the features
 (refined to sub-voxel by a parabola per axis), and a transform is fitted to the block centres and
 their matches by trimmed least squares, which ignores the worst-matching blocks (sliding organs,
