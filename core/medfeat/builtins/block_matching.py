@@ -1,14 +1,18 @@
 """The `block-matching` pre-alignment: a rigid or affine fit to block displacements of MIND-SSC.
 
 In the manner of NiftyReg's ``reg_aladin`` (Ourselin et al., Image Vis. Comput. 2001; Modat et
-al., 2014), on modality-independent features: both images are sampled on an isotropic working grid
-in the fixed frame (the moving one through the alignment so far; each first anti-aliased for that
-spacing), MIND-SSC is computed on each (patch radius and dilation: one working voxel, i.e. the
-level's spacing in mm),
-every textured block of the fixed grid finds its best whole-voxel shift by SSD of the features
-(refined to sub-voxel by a parabola per axis), and a transform is fitted to the block centres and
-their matches by trimmed least squares, which ignores the worst-matching blocks (sliding organs,
-partial coverage, pathology). Coarse to fine, a few iterations per level.
+al., 2014), on modality-independent features, coarse to fine with a few rounds per level:
+
+1. both images are sampled on an isotropic working grid in the fixed frame (the moving one through
+   the alignment so far), each first anti-aliased for that spacing;
+2. MIND-SSC is computed on each (patch radius and dilation: one working voxel, i.e. the level's
+   spacing in mm);
+3. every textured block of the fixed grid finds its best whole-voxel shift by SSD of the features,
+   refined to sub-voxel by the quadratic through its 3x3x3 neighbouring costs;
+4. blocks whose match leaves the moving image, finds no texture there or lies outside the moving
+   mask are dropped;
+5. a rigid or affine transform is fitted to the block centres and their matches by trimmed least
+   squares, which ignores the worst-matching blocks (sliding organs, partial coverage, pathology).
 
 The result is a 4x4 world matrix (LPS mm) mapping a fixed point ``x`` to the moving point
 ``A @ x``, like every aligner.
