@@ -140,3 +140,21 @@ def test_points_outside_the_image_are_blank_not_edge_values():
     lo, hi = grid.world_extent()
     view = sample_plane(image, AXIAL, bounds=(lo - 5.0, hi + 5.0), pixel_mm=1.0)
     assert np.isnan(view.data[0, 0]) and view.data[7, 7] == pytest.approx(1.0)
+
+
+def test_a_world_affine_shows_the_image_where_the_transform_puts_it(scene):
+    """Panel point x shows the image at A x: a bright point at p appears at A^-1 p."""
+    grid, point, image = scene
+    a = np.eye(4)
+    a[:3, 3] = (3.0, -2.0, 2.5)
+    shown_at = point - a[:3, 3]
+    lo, hi = grid.world_extent()
+    bounds = (lo - 10.0, hi + 10.0)  # wide enough for the shifted point
+    for plane in PLANES_3D:
+        view = sample_plane(
+            image, plane, shown_at, bounds=bounds, pixel_mm=0.5, world_affine=a, fill=0.0
+        )
+        r, c = np.unravel_index(np.argmax(view.data), view.data.shape)
+        assert view.data[r, c] > 0.5
+        assert abs(view.u_mm[c] - shown_at[plane.u]) <= 1.3
+        assert abs(view.v_mm[r] - shown_at[plane.v]) <= 1.3

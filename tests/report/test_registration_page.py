@@ -84,3 +84,34 @@ def test_correspondence_report_places_matches_at_their_query_rows(tmp_path):
     assert np.isnan(full_scores[1]) and full_scores[2] == 0.5
     errors = np.array([0.5, np.nan, 2.0])
     assert {i for i, _ in chosen_queries(errors, full_scores, 3)} == {0, 2}
+
+
+def test_describe_affine_names_translation_rotation_and_scales():
+    t = np.deg2rad(10.0)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    a = np.eye(4)
+    a[:3, :3] = rot @ np.diag([1.1, 1.0, 0.9])
+    a[:3, 3] = (1.0, -2.0, 3.0)
+    words = reg_page.describe_affine(a, np.zeros(3))
+    assert words["translation (mm, LPS x y z)"] == "1.00 -2.00 3.00"
+    assert words["rotation (degrees, about axis x y z)"] == "10.00 about 0.00 0.00 1.00"
+    assert words["scale factors (principal stretches)"] == "0.9000 1.0000 1.1000"
+    assert words["volume change (det)"] == "0.9900"
+    assert words["displacement of the fixed image's centre (mm)"] == f"{np.sqrt(14):.2f}"
+
+
+def test_a_case_with_a_prealignment_shows_it(phantom_run):
+    from medfeat.io.transform_files import write_affine
+
+    a = np.eye(4)
+    a[:3, 3] = (2.0, 0.0, -1.0)
+    write_affine(a, phantom_run / CASE / reg_page.PREALIGNMENT_FILE)
+    data = reg_page.RegistrationInputs(phantom_run / CASE, None)
+    np.testing.assert_allclose(data.prealignment, a)
+    html = (build_report(phantom_run).parent / f"{CASE}.html").read_text(encoding="utf-8")
+    assert 'id="pre-alignment"' in html and "2.00 0.00 -1.00" in html
+
+
+def test_a_case_without_one_has_no_prealignment_section(phantom_run):
+    html = (build_report(phantom_run).parent / f"{CASE}.html").read_text(encoding="utf-8")
+    assert 'id="pre-alignment"' not in html

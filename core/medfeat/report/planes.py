@@ -126,12 +126,15 @@ def sample_plane(
     pixel_mm: float | None = None,
     order: int = 1,
     fill: float = np.nan,
+    world_affine: np.ndarray | None = None,
 ) -> PlaneView:
     """Sample ``image`` on ``plane`` through ``center_mm`` (world LPS mm), in world orientation.
 
     ``bounds`` (default: the image's world box) sets the panel's extent, so that images on different
     grids (fixed, moving) give panels of identical geometry. ``order``: 1 linear, 0 nearest (labels).
     Points outside the image get ``fill``. Multi-channel images give ``[rows, cols, C]``.
+    ``world_affine`` (4x4, world mm): each panel point ``x`` shows the image at ``A @ x``, e.g. the
+    moving image through a fixed->moving pre-alignment, on the fixed image's panels.
     """
     from scipy.ndimage import map_coordinates
 
@@ -147,7 +150,11 @@ def sample_plane(
     points = np.broadcast_to(center, (len(v), len(u), grid.ndim)).copy()
     points[..., plane.u] = u[None, :]
     points[..., plane.v] = v[:, None]
-    idx = grid.world_to_array_index(points.reshape(-1, grid.ndim)).T
+    world = points.reshape(-1, grid.ndim)
+    if world_affine is not None:
+        a = np.asarray(world_affine, dtype=np.float64)
+        world = world @ a[: grid.ndim, : grid.ndim].T + a[: grid.ndim, grid.ndim]
+    idx = grid.world_to_array_index(world).T
     data = image.numpy()
     channels = [data] if data.ndim == grid.ndim else list(data)
     sampled = [
@@ -168,13 +175,23 @@ def sample_planes(
     pixel_mm: float | None = None,
     order: int = 1,
     fill: float = np.nan,
+    world_affine: np.ndarray | None = None,
 ) -> list[PlaneView]:
     """:func:`sample_plane` on every plane of the image (three for 3D, one for 2D)."""
     data = image.numpy()
     if data.dtype != np.float32:  # converted once, not once per plane
         image = Image(data.astype(np.float32), image.grid, image.meta)
     return [
-        sample_plane(image, p, center_mm, bounds=bounds, pixel_mm=pixel_mm, order=order, fill=fill)
+        sample_plane(
+            image,
+            p,
+            center_mm,
+            bounds=bounds,
+            pixel_mm=pixel_mm,
+            order=order,
+            fill=fill,
+            world_affine=world_affine,
+        )
         for p in planes_for(image.grid.ndim)
     ]
 

@@ -16,6 +16,9 @@ from medfeat.report.planes import default_pixel_mm, sample_planes, world_bounds
 #: How many of the worst landmarks are shown on slices.
 WORST_LANDMARKS = 3
 
+#: The pre-alignment a run writes into the case folder (fixed -> moving, ITK .tfm).
+PREALIGNMENT_FILE = "prealignment_fixed_to_moving.tfm"
+
 
 class RegistrationInputs:
     """Everything a registration page draws, read from the case folder and the run's inputs."""
@@ -38,6 +41,13 @@ class RegistrationInputs:
         self.warped_labels = self._warped(
             case_dir / "warped_moving_labels.nii.gz", read_image, "moving_labels", "nearest"
         )
+        #: the fixed->moving pre-alignment (4x4 world mm) when the run had one
+        self.prealignment: np.ndarray | None = None
+        tfm = case_dir / PREALIGNMENT_FILE
+        if tfm.is_file():
+            from medfeat.io.fields import read_affine_transform
+
+            self.prealignment = read_affine_transform(tfm)
         #: the sampled before/after views (or why there are none), shared by two sections
         self.before_after: tuple | str | None = None
         self.predicted_points = None
@@ -77,6 +87,8 @@ def case_page(
     page.sections.append(overview)
 
     data = RegistrationInputs(case_dir, item)
+    if data.prealignment is not None:
+        page.sections.append(prealignment_section(data))
     page.sections += [
         checkerboard_section(out, data),
         difference_section(out, data),
@@ -122,15 +134,77 @@ def _sample_before_after(data: RegistrationInputs) -> tuple | str:
     geometry = _geometry(data)
     fixed = _views(data.fixed, geometry)
     before = _views(data.moving, geometry) if data.moving is not None else None
+    prealigned = None
+    if data.moving is not None and data.prealignment is not None:
+        prealigned = sample_planes(data.moving, world_affine=data.prealignment, **geometry)
     after = _views(data.warped, geometry) if data.warped is not None else None
     fw = F.intensity_window(*[v.data for v in fixed])
     mw = F.intensity_window(*[v.data for v in (before or after)])
     norm = [F.normalise(v, fw) for v in fixed]
-    return (
-        norm,
-        [F.normalise(v, mw) for v in before] if before else None,
-        [F.normalise(v, mw) for v in after] if after else None,
+
+    def windowed(views):
+        return [F.normalise(v, mw) for v in views] if views else None
+
+    return norm, windowed(before), windowed(prealigned), windowed(after)
+
+
+def _stages(before, prealigned, after) -> list[tuple[str, list]]:  # noqa: ANN001
+    """The moving views to compare with the fixed ones, named, in order (those available)."""
+    named = (("before", before), ("after pre-alignment", prealigned), ("after", after))
+    return [(name, views) for name, views in named if views is not None]
+
+
+def prealignment_section(data: RegistrationInputs) -> Section:
+    """What the pre-alignment did, in numbers: translation, rotation, scales (mm, degrees); only
+    for a case that had one."""
+    section = Section("Pre-alignment")
+    a = data.prealignment
+    rows = [[name, value] for name, value in describe_affine(a, _centre(data)).items()]
+    section.tables.append(
+        Table(
+            ["quantity", "value"],
+            rows,
+            caption=f"{PREALIGNMENT_FILE}: a fixed point x maps to the moving point A x "
+            "(world LPS mm); the whole written field includes it.",
+        )
     )
+    section.text.append(
+        "A = " + "; ".join(" ".join(f"{v:.6g}" for v in row) for row in np.asarray(a)[:3])
+    )
+    return section
+
+
+def _centre(data: RegistrationInputs) -> np.ndarray | None:
+    grid = data.fixed.grid if data.fixed is not None else None
+    if grid is None:
+        return None
+    return grid.array_index_to_world((np.asarray(grid.shape) - 1) / 2.0)[0]
+
+
+def describe_affine(a: np.ndarray, centre_mm: np.ndarray | None = None) -> dict[str, str]:
+    """A 4x4 world transform in words: translation, rotation angle and axis, scale factors
+    (polar decomposition ``L = R S``), volume change, and how far it moves ``centre_mm``."""
+    a = np.asarray(a, dtype=np.float64)
+    lin, t = a[:3, :3], a[:3, 3]
+    u, sv, vt = np.linalg.svd(lin)
+    rot = u @ vt
+    stretch = vt.T @ np.diag(sv) @ vt
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1.0, 1.0))))
+    w = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
+    axis = w / np.linalg.norm(w) if np.linalg.norm(w) > 1e-12 else np.array([0.0, 0.0, 1.0])
+    out = {
+        "translation (mm, LPS x y z)": " ".join(f"{v:.2f}" for v in t),
+        "rotation (degrees, about axis x y z)": f"{angle:.2f} about "
+        + " ".join(f"{v:.2f}" for v in axis),
+        "scale factors (principal stretches)": " ".join(
+            f"{v:.4f}" for v in np.linalg.eigvalsh(stretch)
+        ),
+        "volume change (det)": f"{float(np.linalg.det(lin)):.4f}",
+    }
+    if centre_mm is not None:
+        moved = lin @ centre_mm + t - centre_mm
+        out["displacement of the fixed image's centre (mm)"] = f"{np.linalg.norm(moved):.2f}"
+    return out
 
 
 def checkerboard_section(out: Output, data: RegistrationInputs) -> Section:
@@ -141,7 +215,7 @@ def checkerboard_section(out: Output, data: RegistrationInputs) -> Section:
         views = _before_after(data, section)
         if views is None:
             return section
-        fixed, before, after = views
+        fixed, *moving_views = views
         tile = F.nice_length_mm(fixed[0].width_mm, 0.125)
         rows = [
             (
@@ -149,16 +223,15 @@ def checkerboard_section(out: Output, data: RegistrationInputs) -> Section:
                 [checkerboard(f, m, tile) for f, m in zip(fixed, moving, strict=True)],
                 {"vmin": 0.0, "vmax": 1.0},
             )
-            for name, moving in (("before", before), ("after", after))
-            if moving is not None
+            for name, moving in _stages(*moving_views)
         ]
         out.add_figure(
             section,
             F.grid_figure(rows),
             "checkerboard.png",
-            f"Fixed and moving image in alternating {tile:g} mm tiles, before (moving as it is) and "
-            "after registration (warped moving), on three planes through the centre of the fixed "
-            "image, in world orientation. Edges continue across tiles where the images agree. "
+            f"Fixed and moving image in alternating {tile:g} mm tiles, before (moving as it is), "
+            "after the pre-alignment alone (when the run had one) and after registration (warped "
+            "moving), on three planes through the centre of the fixed image, in world orientation. Edges continue across tiles where the images agree. "
             "Intensities of each image are windowed to their 1st-99th percentiles.",
         )
     return section
@@ -170,21 +243,21 @@ def difference_section(out: Output, data: RegistrationInputs) -> Section:
         views = _before_after(data, section)
         if views is None:
             return section
-        fixed, before, after = views
+        fixed, *moving_views = views
         rows = [
             (
                 name,
                 [f.with_data(f.data - m.data) for f, m in zip(fixed, moving, strict=True)],
                 {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0},
             )
-            for name, moving in (("before", before), ("after", after))
-            if moving is not None
+            for name, moving in _stages(*moving_views)
         ]
         out.add_figure(
             section,
             F.grid_figure(rows, colorbar="fixed - moving (windowed intensities)"),
             "difference.png",
-            "Fixed minus moving image (each windowed to [0, 1]) before and after registration. "
+            "Fixed minus moving image (each windowed to [0, 1]) before, after the pre-alignment "
+            "alone (when the run had one) and after registration. "
             "Grey means agreement; between modalities (CT to MR) the difference does not vanish "
             "even when aligned.",
         )
