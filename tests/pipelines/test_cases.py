@@ -99,6 +99,24 @@ def test_label_metrics_dice_and_hd95_per_label():
     assert list(m) == ["dice_before", "dice_after", "hd95_mm_before", "hd95_mm_after"]
 
 
+def test_label_and_point_metrics_after_the_prealignment_alone():
+    """The moving cube sits 4 mm further along x: a 4 mm pre-alignment makes it overlap exactly,
+    and maps the fixed points onto the moving ones; an identity one adds nothing."""
+    case = cubes(shift_vox=2)
+    shift = np.eye(4)
+    shift[0, 3] = 4.0
+    m = cases.label_metrics(case, warped_labels=case.fixed_labels, prealignment=shift)
+    assert m["dice_before"] == {"3": pytest.approx(0.8)}
+    assert m["dice_prealigned"] == {"3": 1.0} and m["hd95_mm_prealigned"] == {"3": 0.0}
+    assert list(m)[:3] == ["dice_before", "dice_prealigned", "dice_after"]
+    assert "dice_prealigned" not in cases.label_metrics(case, case.fixed_labels, np.eye(4))
+    pts = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+    case.fixed_points, case.moving_points = PointSet(pts), PointSet(pts + [4.0, 0.0, 0.0])
+    tre = cases.point_metrics(case, None, shift)
+    assert tre["tre_mm_before"]["mean"] == pytest.approx(4.0)
+    assert tre["tre_mm_prealigned"]["mean"] == pytest.approx(0.0)
+
+
 def test_label_metrics_need_both_label_maps():
     case = cubes()
     case.moving_labels = None

@@ -176,35 +176,56 @@ def case_features(
 
 
 # ----------------------------------------------------------------------------------- metrics
-def point_metrics(case: RegistrationCase, predicted: np.ndarray | None) -> dict[str, Any]:
-    """Landmark error (mm) before and, given the predicted moving points, after."""
+def _prealigned(prealignment: np.ndarray | None) -> np.ndarray | None:
+    """The pre-alignment when there was one (not the identity), else None."""
+    from medfeat.geometry.working import is_identity
+
+    if prealignment is None or is_identity(np.asarray(prealignment)):
+        return None
+    return np.asarray(prealignment, dtype=np.float64)
+
+
+def point_metrics(
+    case: RegistrationCase, predicted: np.ndarray | None, prealignment: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Landmark error (mm) before, after the pre-alignment alone (``tre_mm_prealigned``, when
+    there was one: the fixed points mapped by the 4x4 fixed->moving ``prealignment``) and, given
+    the predicted moving points, after."""
     from medfeat.metrics.tre import tre
 
     if case.fixed_points is None or case.moving_points is None:
         return {}
     out = {"tre_mm_before": tre(case.fixed_points.points, case.moving_points.points)}
+    a = _prealigned(prealignment)
+    if a is not None:
+        mapped = case.fixed_points.points @ a[:3, :3].T + a[:3, 3]
+        out["tre_mm_prealigned"] = tre(mapped, case.moving_points.points)
     if predicted is not None:
         out["tre_mm_after"] = tre(predicted, case.moving_points.points)
     return out
 
 
-def label_metrics(case: RegistrationCase, warped_labels: Image | None) -> dict[str, Any]:
+def label_metrics(
+    case: RegistrationCase, warped_labels: Image | None, prealignment: np.ndarray | None = None
+) -> dict[str, Any]:
     """Dice and HD95 (mm) per label of the fixed labels against the moving labels before
-    (resampled onto the fixed grid as they are) and after registration (``warped_labels``)."""
+    (resampled onto the fixed grid as they are), after the pre-alignment alone (``prealigned``,
+    when there was one; nearest neighbour through the 4x4 fixed->moving ``prealignment``) and
+    after registration (``warped_labels``)."""
+    from medfeat.geometry.working import resample_image
     from medfeat.io.resample import resample_to_grid
     from medfeat.metrics.overlap import dice_per_label, hd95_per_label
 
     if case.fixed_labels is None or case.moving_labels is None or warped_labels is None:
         return {}
-    before = resample_to_grid(case.moving_labels, case.fixed.grid, "nearest")
-    dice = {
-        "before": dice_per_label(case.fixed_labels, before),
-        "after": dice_per_label(case.fixed_labels, warped_labels),
-    }
-    hd95 = {
-        "before": hd95_per_label(case.fixed_labels, before, dice["before"]),
-        "after": hd95_per_label(case.fixed_labels, warped_labels, dice["after"]),
-    }
+    stages = {"before": resample_to_grid(case.moving_labels, case.fixed.grid, "nearest")}
+    a = _prealigned(prealignment)
+    if a is not None:
+        mapped = resample_image(case.moving_labels, case.fixed.grid, affine=a, nearest=True)
+        stages["prealigned"] = mapped.with_data(np.rint(mapped.numpy()).astype(np.int64))
+    stages["after"] = warped_labels
+    dice = {k: dice_per_label(case.fixed_labels, v) for k, v in stages.items()}
+    hd95 = {k: hd95_per_label(case.fixed_labels, v, dice[k]) for k, v in stages.items()}
     out: dict[str, Any] = {f"dice_{k}": _by_label(v) for k, v in dice.items()}
     return out | {f"hd95_mm_{k}": _by_label(v) for k, v in hd95.items()}
 

@@ -340,10 +340,10 @@ def case_metrics(reg: Registered) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "seconds": round(reg.seconds, 3),
         "peak_rss_mb": round(reg.peak_rss_mb, 1),
-        **point_metrics(reg.case, reg.predicted_points),
+        **point_metrics(reg.case, reg.predicted_points, reg.working.prealignment),
         "sdlogj": float(sdlogj(det)),
         "folding_pct": float(folding_pct(det)),
-        **label_metrics(reg.case, reg.warped_labels),
+        **label_metrics(reg.case, reg.warped_labels, reg.working.prealignment),
     }
     metrics["working_spacing_mm"] = reg.working.spacing_mm
     metrics["prealignment_fixed_to_moving"] = np.round(reg.working.prealignment, 6).tolist()
