@@ -156,3 +156,13 @@ def test_an_image_resampled_again_by_sitk_shares_no_identity_with_its_source():
     assert content_key(working) is not None
     again = resample_to_grid(working, Grid.from_shape((16, 16, 16), 0.5))
     assert content_key(again) is None
+
+
+def test_new_voxel_data_keeps_no_file_checksum():
+    from medfeat.geometry.working import content_key
+
+    image = Image(np.zeros((2, 2, 2)), Grid.from_shape((2, 2, 2)), {"sha256": "h", "path": "p"})
+    rescaled = image.with_data(np.ones((2, 2, 2)), rescaled=True)
+    assert rescaled.meta == {"path": "p", "rescaled": True}
+    assert content_key(rescaled) is None and content_key(image) == "h"
+    assert image.with_data(image.data, sha256="h").meta["sha256"] == "h"  # stated explicitly

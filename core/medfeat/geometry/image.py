@@ -10,6 +10,20 @@ import numpy as np
 from medfeat.errors import DataError, GeometryError
 from medfeat.geometry.grid import Grid
 
+#: Meta key of a derived image's identity (cache key); never a file checksum.
+CONTENT_KEY = "content_key"
+
+#: Meta keys that identify an image's source: its file's bytes (``sha256``, ...) or its content
+#: (:data:`CONTENT_KEY`). An image derived from it (resampled, smoothed, cropped) is not that
+#: file, so :func:`derived_meta` leaves them out.
+IDENTITY_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums", CONTENT_KEY})
+
+
+def derived_meta(meta: dict) -> dict:
+    """``meta`` for an image derived from the one it describes: without :data:`IDENTITY_KEYS`,
+    so the copy claims neither the source file's checksum nor its cache identity."""
+    return {k: v for k, v in meta.items() if str(k).lower() not in IDENTITY_KEYS}
+
 
 @dataclass
 class Image:
@@ -40,8 +54,10 @@ class Image:
         return str(self.meta.get("path", self.meta.get("name", "<in-memory image>")))
 
     def with_data(self, data: Any, **meta: Any) -> Image:
-        """Same grid, new voxel data (e.g. after intensity normalisation)."""
-        return Image(data, self.grid, {**self.meta, **meta})
+        """Same grid, new voxel data (e.g. after intensity normalisation). The new image is not
+        the source file, so it keeps no file checksum or content key (:func:`derived_meta`)
+        unless ``meta`` gives one."""
+        return Image(data, self.grid, {**derived_meta(self.meta), **meta})
 
     def numpy(self) -> np.ndarray:
         data = self.data

@@ -21,7 +21,7 @@ import numpy as np
 
 from medfeat.errors import ConfigError, GeometryError
 from medfeat.geometry.grid import Grid
-from medfeat.geometry.image import Image
+from medfeat.geometry.image import CONTENT_KEY, IDENTITY_KEYS, Image, derived_meta
 
 __all__ = [
     "CONTENT_KEY",
@@ -34,21 +34,6 @@ __all__ = [
     "resample_image",
     "working_grid",
 ]
-
-
-#: Meta key of a derived image's identity (cache key); never a file checksum.
-CONTENT_KEY = "content_key"
-
-#: Meta keys that identify an image's source: its file's bytes (``sha256``, ...) or its content
-#: (:data:`CONTENT_KEY`). An image derived from it (resampled, smoothed, cropped) is not that
-#: file, so :func:`derived_meta` leaves them out.
-IDENTITY_KEYS = frozenset({"sha256", "sha1", "md5", "checksum", "checksums", CONTENT_KEY})
-
-
-def derived_meta(meta: dict) -> dict:
-    """``meta`` for an image derived from the one it describes: without :data:`IDENTITY_KEYS`,
-    so the copy claims neither the source file's checksum nor its cache identity."""
-    return {k: v for k, v in meta.items() if str(k).lower() not in IDENTITY_KEYS}
 
 
 def content_key(image: Image) -> str | None:
