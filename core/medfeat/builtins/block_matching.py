@@ -305,13 +305,15 @@ class BlockMatching:
             )
         for spacing, block, radius in levels:
             grid = working_grid(fixed.grid, spacing)
-            fixed_w = resample_image(_antialiased(fixed, spacing), grid).tensor(dtype=torch.float32)
+            # float64 from here on: float32 sums differ with the thread count by ~1e-4, enough to
+            # flip near-tied block matches and so the fit (results must not depend on the machine)
+            fixed_w = resample_image(_antialiased(fixed, spacing), grid).tensor(dtype=torch.float64)
             moving_level = _antialiased(moving, spacing)
             with torch.no_grad():
                 feat_fixed = mind_ssc(fixed_w[None, None], 1, 1)
             candidates = self._textured_blocks(fixed_w.numpy(), block, grid, fixed_mask)
             for _ in range(c.iterations):
-                moving_w = resample_image(moving_level, grid, affine=a).tensor(dtype=torch.float32)
+                moving_w = resample_image(moving_level, grid, affine=a).tensor(dtype=torch.float64)
                 with torch.no_grad():
                     feat_moving = mind_ssc(moving_w[None, None], 1, 1)
                     found = match_blocks(feat_fixed, feat_moving, block, radius)
