@@ -305,8 +305,9 @@ class BlockMatching:
             )
         for spacing, block, radius in levels:
             grid = working_grid(fixed.grid, spacing)
-            # float64 from here on: float32 sums differ with the thread count by ~1e-4, enough to
-            # flip near-tied block matches and so the fit (results must not depend on the machine)
+            # float64 from here on: float32 features differed by up to ~1e-4 between runs (thread
+            # count), enough to flip near-tied block matches and so the fit
+            # (results must not depend on how the run was started)
             fixed_w = resample_image(_antialiased(fixed, spacing), grid).tensor(dtype=torch.float64)
             moving_level = _antialiased(moving, spacing)
             with torch.no_grad():
