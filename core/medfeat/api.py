@@ -51,9 +51,9 @@ _EXPORTS: dict[str, str] = {
     "Grid": "medfeat.geometry",
     "Image": "medfeat.geometry",
     "PointSet": "medfeat.geometry",
-    "CONTENT_KEY": "medfeat.geometry.working",
+    "CONTENT_KEY": "medfeat.geometry.image",
     "content_key": "medfeat.geometry.working",
-    "derived_meta": "medfeat.geometry.working",
+    "derived_meta": "medfeat.geometry.image",
     # errors
     "MedfeatError": "medfeat.errors",
     "CheckpointError": "medfeat.errors",

@@ -9,7 +9,7 @@ import numpy as np
 from medfeat.apply.chain import TransformChain
 from medfeat.errors import ConfigError, DataError, GeometryError
 from medfeat.geometry import Grid, Image
-from medfeat.geometry.working import derived_meta
+from medfeat.geometry.image import derived_meta
 
 __all__ = ["IMAGE_INTERPOLATIONS", "LABEL_METHODS", "resample_image", "resample_labels"]
 

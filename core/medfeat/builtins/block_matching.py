@@ -179,10 +179,12 @@ def _quadratic_offset(flat, whole, n: int):
 
     unit = torch.eye(3, dtype=torch.long)
     c0 = at(0, 0, 0)
-    grad = torch.stack([(at(*unit[i]) - at(*-unit[i])) / 2 for i in range(3)], 1)
+    plus = [at(*unit[i]) for i in range(3)]
+    minus = [at(*-unit[i]) for i in range(3)]
+    grad = torch.stack([(plus[i] - minus[i]) / 2 for i in range(3)], 1)
     hess = torch.empty(len(c0), 3, 3, dtype=torch.float64)
     for i in range(3):
-        hess[:, i, i] = at(*unit[i]) + at(*-unit[i]) - 2 * c0
+        hess[:, i, i] = plus[i] + minus[i] - 2 * c0
         for j in range(i + 1, 3):
             ei, ej = unit[i], unit[j]
             hess[:, i, j] = hess[:, j, i] = (
@@ -403,7 +405,7 @@ def _antialiased(image: Image, spacing_mm: float) -> Image:
     import torch.nn.functional as F
     from scipy import ndimage
 
-    from medfeat.geometry.working import derived_meta
+    from medfeat.geometry.image import derived_meta
 
     src = np.asarray(image.grid.spacing_array_order, dtype=np.float64)
     factor = np.maximum(1, np.floor(spacing_mm / (2.0 * src))).astype(int)

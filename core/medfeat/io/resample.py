@@ -54,9 +54,9 @@ def _resample(
 
 def resampled_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """``meta`` of an image for its resampled copy: without the keys that identify the source
-    (file checksums, content key; :func:`medfeat.geometry.working.derived_meta`), so the copy
+    (file checksums, content key; :func:`medfeat.geometry.image.derived_meta`), so the copy
     never claims the source file's checksum nor shares its cached features."""
-    from medfeat.geometry.working import derived_meta
+    from medfeat.geometry.image import derived_meta
 
     return derived_meta(meta)
 

@@ -23,8 +23,8 @@ class FeatureCache:
 
     Keyed by the backbone's resolved config and the image's identity
     (:func:`medfeat.geometry.working.content_key`: the file's SHA-256, or the content key of a
-    resampled copy); images without one (generated in memory) are not cached. At most ``max_maps`` feature maps are
-    kept; the least recently used one is dropped first.
+    resampled copy); images without one (generated in memory) are not cached. At most
+    ``max_maps`` feature maps are kept; the least recently used one is dropped first.
     """
 
     def __init__(self, max_maps: int = MAX_CACHED_FEATURE_MAPS) -> None:
